@@ -1,0 +1,1 @@
+"""The ``serumrnn`` command-line tool (typer + rich)."""

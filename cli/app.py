@@ -1,0 +1,21 @@
+"""Root typer app: merges the command modules."""
+
+from __future__ import annotations
+
+import typer
+
+from serumrnn.cli import demo, listing, render
+
+app = typer.Typer(
+    name="serumrnn",
+    help="Step-by-step sound design: from an input sound to a target, effect by effect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+for module in (listing, render, demo):
+    app.add_typer(module.app)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,169 @@
+"""Audio I/O and validation.
+
+Reading goes through ``pedalboard.io`` (wav, flac, mp3, ogg, aiff); everything is
+converted to mono float32 at 44.1 kHz and fitted to a fixed duration. Only as much of
+a long file as needed is read. Writing is atomic: a temporary file renamed at the end,
+so a failed write leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from serumrnn.core.errors import AudioError, OutputError
+
+SAMPLE_RATE = 44100
+DURATION_S = 1.0
+# Below this peak a clip counts as silent (about -100 dBFS).
+SILENCE_PEAK = 1e-5
+
+
+def _describe(path: Path) -> str:
+    return f"'{path}'"
+
+
+def load_audio(
+    path: str | os.PathLike,
+    *,
+    sample_rate: int = SAMPLE_RATE,
+    duration_s: float | None = DURATION_S,
+    allow_silent: bool = True,
+) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate``.
+
+    Parameters
+    ----------
+    path: wav, flac, mp3, ogg or aiff file.
+    duration_s: fit to exactly this many seconds (trim or zero-pad); ``None`` keeps the
+        whole file.
+    allow_silent: refuse an all-silent clip when False.
+
+    Returns
+    -------
+    float32 array, shape ``(n_samples,)``.
+    """
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"Audio file {_describe(path)} does not exist; check the path.")
+    if path.is_dir():
+        raise AudioError(f"{_describe(path)} is a directory, not an audio file; give a wav, flac, mp3, ogg or aiff file.")
+    if path.stat().st_size == 0:
+        raise AudioError(f"Audio file {_describe(path)} is empty (0 bytes); give a real recording.")
+    try:
+        with AudioFile(str(path)) as source:
+            native_rate = source.samplerate
+            stream = source.resampled_to(sample_rate) if native_rate != sample_rate else source
+            if duration_s is None:
+                frames = stream.frames
+            else:
+                frames = min(stream.frames, int(round(duration_s * sample_rate)) + 1)
+            data = stream.read(frames)
+    except (ValueError, RuntimeError, OSError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(
+            f"Could not read {_describe(path)} as audio ({reason.rstrip('.')}); "
+            "give a wav, flac, mp3, ogg or aiff file."
+        ) from None
+    audio = np.asarray(data, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=0)
+    return check_audio(audio, name=_describe(path), sample_rate=sample_rate, duration_s=duration_s,
+                       allow_silent=allow_silent)
+
+
+def check_audio(
+    audio: np.ndarray,
+    *,
+    name: str = "the audio",
+    sample_rate: int = SAMPLE_RATE,
+    duration_s: float | None = DURATION_S,
+    allow_silent: bool = True,
+) -> np.ndarray:
+    """Validate audio given as an array and return it mono float32, fitted to ``duration_s``.
+
+    Accepts shape ``(n_samples,)``, ``(channels, n_samples)`` or ``(n_samples, channels)``
+    (the shorter axis is taken as channels), integer PCM (scaled to [-1, 1]) or float.
+    """
+    array = np.asarray(audio)
+    if array.dtype.kind not in "iuf":
+        raise AudioError(f"{name} is not numeric audio (dtype {array.dtype}); give float or integer samples.")
+    if array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        midpoint = (int(info.max) + int(info.min) + 1) / 2
+        array = (array.astype(np.float64) - midpoint) / (info.max - midpoint)
+    if array.ndim == 2:
+        channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
+        array = array.mean(axis=channel_axis)
+    elif array.ndim != 1:
+        raise AudioError(f"{name} has shape {array.shape}; give mono (n,) or multichannel (channels, n) audio.")
+    if array.size == 0:
+        raise AudioError(f"{name} holds no samples (zero-length audio); give a real recording.")
+    if not np.all(np.isfinite(array)):
+        raise AudioError(f"{name} contains NaN or infinite samples; export it again from your audio tool.")
+    array = array.astype(np.float32)
+    if duration_s is not None:
+        array = fit_length(array, int(round(duration_s * sample_rate)))
+    if not allow_silent and is_silent(array):
+        raise AudioError(f"{name} is silent; give a sound with audible content.")
+    return array
+
+
+def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
+    """Trim or zero-pad ``audio`` (shape ``(n,)``) to ``n_samples``."""
+    if audio.shape[0] >= n_samples:
+        return np.ascontiguousarray(audio[:n_samples])
+    return np.pad(audio, (0, n_samples - audio.shape[0]))
+
+
+def is_silent(audio: np.ndarray) -> bool:
+    return audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success,
+    delete it on any failure. OS errors become ``OutputError`` with one sentence."""
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise OutputError(f"Output path '{target}' is a directory; give a file name.")
+    if not parent.exists():
+        raise OutputError(f"Output folder '{parent}' does not exist; create it or choose another path.")
+    try:
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=suffix or target.suffix or ".tmp", dir=parent
+        )
+        os.close(handle)
+    except OSError as exc:
+        raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable location.") from None
+    temp = Path(temp_name)
+    try:
+        yield temp
+        os.replace(temp, target)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+        raise OutputError(f"Could not write '{target}' ({what}); free space or choose another location.") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
+    """Write mono float32 audio (shape ``(n_samples,)``) as a 32-bit float WAV, atomically."""
+    from pedalboard.io import AudioFile
+
+    target = Path(path)
+    with atomic_output(target, suffix=".wav") as temp:
+        with AudioFile(str(temp), "w", samplerate=sample_rate, num_channels=1, bit_depth=32) as out:
+            out.write(np.asarray(audio, dtype=np.float32).reshape(1, -1))
+    return target

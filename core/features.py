@@ -1,0 +1,112 @@
+"""Features (DESIGN section 5): dB mel spectrogram and MFCCs.
+
+Mel power spectrogram: n_fft 2048, hop 512, 128 mels, 20 Hz..16 kHz; to dB with ref
+1.0 and top_db 80 (``db_mel``); the model sees ``db_mel / 80`` (``norm_mel``); 30 MFCCs
+are computed from ``db_mel``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+import attrs
+import numpy as np
+
+from serumrnn.core.audio import SAMPLE_RATE
+
+
+@attrs.frozen
+class FeatureSettings:
+    sample_rate: int = SAMPLE_RATE
+    n_fft: int = 2048
+    hop_length: int = 512
+    n_mels: int = 128
+    fmin: float = 20.0
+    fmax: float = 16000.0
+    top_db: float = 80.0
+    n_mfcc: int = 30
+    duration_s: float = 1.0
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of a ``duration_s`` clip (centred STFT)."""
+        return 1 + int(round(self.duration_s * self.sample_rate)) // self.hop_length
+
+    def to_json(self) -> dict:
+        return attrs.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "FeatureSettings":
+        return cls(**dict(data))
+
+
+DEFAULT_SETTINGS = FeatureSettings()
+
+
+@attrs.frozen
+class Features:
+    """``db_mel`` shape ``(n_mels, n_frames)`` in dB (max - top_db .. max);
+    ``mfcc`` shape ``(n_mfcc, n_frames)``. Both float32."""
+
+    db_mel: np.ndarray
+    mfcc: np.ndarray
+    top_db: float = 80.0
+
+    @property
+    def norm_mel(self) -> np.ndarray:
+        return self.db_mel / self.top_db
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_basis(settings: FeatureSettings) -> np.ndarray:
+    import librosa
+
+    return librosa.filters.mel(
+        sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
+        fmin=settings.fmin, fmax=settings.fmax,
+    ).astype(np.float32)
+
+
+def power_to_db(power: np.ndarray, top_db: float = 80.0, amin: float = 1e-10) -> np.ndarray:
+    """``librosa.power_to_db(power, ref=1.0, top_db=top_db)`` applied to each item of a
+    batch separately: shape ``(..., n_bins, n_frames)``."""
+    log = 10.0 * np.log10(np.maximum(amin, power))
+    floor = log.max(axis=(-2, -1), keepdims=True) - top_db
+    return np.maximum(log, floor).astype(np.float32)
+
+
+class LibrosaFeatureExtractor:
+    """The feature extractor of DESIGN section 5, built on librosa."""
+
+    name = "librosa-mel-mfcc"
+    description = "dB mel (128 bins, 20 Hz-16 kHz) and 30 MFCCs, librosa"
+
+    def __init__(self, settings: FeatureSettings = DEFAULT_SETTINGS) -> None:
+        self.settings = settings
+
+    def db_mel(self, audio: np.ndarray) -> np.ndarray:
+        """dB mel of ``audio`` shape ``(n_samples,)`` or ``(batch, n_samples)``;
+        shape ``(..., n_mels, n_frames)``."""
+        import librosa
+
+        s = self.settings
+        spectrum = librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=s.n_fft, hop_length=s.hop_length)
+        power = spectrum.real**2 + spectrum.imag**2
+        mel = np.matmul(_mel_basis(s), power)
+        return power_to_db(mel, top_db=s.top_db)
+
+    def mfcc_from_db(self, db_mel: np.ndarray) -> np.ndarray:
+        import librosa
+
+        return librosa.feature.mfcc(S=db_mel, n_mfcc=self.settings.n_mfcc).astype(np.float32)
+
+    def extract(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Features:
+        """Features of mono audio, shape ``(n_samples,)``."""
+        if sample_rate != self.settings.sample_rate:
+            import librosa
+
+            audio = librosa.resample(np.asarray(audio, dtype=np.float32), orig_sr=sample_rate,
+                                     target_sr=self.settings.sample_rate)
+        db = self.db_mel(audio)
+        return Features(db_mel=db, mfcc=self.mfcc_from_db(db), top_db=self.settings.top_db)

@@ -1,0 +1,52 @@
+"""Spectrogram figures (matplotlib, headless)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from serumrnn.core.audio import atomic_output
+from serumrnn.core.features import FeatureSettings, DEFAULT_SETTINGS
+
+
+def plot_mels(
+    panels: Sequence[tuple[str, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    settings: FeatureSettings = DEFAULT_SETTINGS,
+    suptitle: str = "",
+) -> Path:
+    """Save dB mel spectrograms side by side in one row, each titled.
+
+    ``panels``: ``(title, db_mel)`` with ``db_mel`` shape ``(n_mels, n_frames)``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    count = len(panels)
+    figure, axes = plt.subplots(1, count, figsize=(2.6 * count + 0.8, 3.0), squeeze=False, sharey=True)
+    duration = panels[0][1].shape[1] * settings.hop_length / settings.sample_rate if count else 1.0
+    low = min(float(np.min(db)) for _, db in panels)
+    high = max(float(np.max(db)) for _, db in panels)
+    image = None
+    for axis, (title, db_mel) in zip(axes[0], panels):
+        image = axis.imshow(db_mel, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high,
+                            extent=(0.0, duration, 0, db_mel.shape[0]))
+        axis.set_title(title, fontsize=9)
+        axis.set_xlabel("time (s)", fontsize=8)
+        axis.tick_params(labelsize=7)
+    axes[0][0].set_ylabel("mel bin (20 Hz - 16 kHz)", fontsize=8)
+    if image is not None:
+        figure.colorbar(image, ax=axes[0].tolist(), label="dB", shrink=0.9)
+    if suptitle:
+        figure.suptitle(suptitle, fontsize=10)
+    target = Path(path)
+    with atomic_output(target, suffix=".png") as temp:
+        figure.savefig(temp, dpi=110, format="png")
+    plt.close(figure)
+    return target

@@ -1,0 +1,51 @@
+"""The built-in plugin: the built-in synth, the five effects, the librosa feature
+extractor and the ``builtin`` rack."""
+
+from __future__ import annotations
+
+from serumrnn.core import RackSpec, hookimpl
+from serumrnn.core.rack import Rack
+
+BUILTIN_EFFECT_ORDER = ("compressor", "distortion", "eq", "phaser", "reverb")
+
+
+@hookimpl
+def serumrnn_register_synths(register):
+    from serumrnn.synths.builtin import BuiltinSynth
+
+    register(BuiltinSynth())
+
+
+@hookimpl
+def serumrnn_register_effects(register):
+    from serumrnn.effects import BUILTIN_EFFECTS
+
+    for effect in BUILTIN_EFFECTS:
+        register(effect)
+
+
+@hookimpl
+def serumrnn_register_feature_extractors(register):
+    from serumrnn.core.features import LibrosaFeatureExtractor
+
+    register(LibrosaFeatureExtractor())
+
+
+def _build_builtin_rack(manager) -> Rack:
+    return Rack(
+        "builtin",
+        manager.synths.get("builtin"),
+        [manager.effects.get(name) for name in BUILTIN_EFFECT_ORDER],
+        description="Built-in synth (12 presets) and five built-in effects",
+    )
+
+
+@hookimpl
+def serumrnn_register_racks(register):
+    register(
+        RackSpec(
+            name="builtin",
+            description="Built-in synth (12 presets) and the five built-in effects",
+            build=_build_builtin_rack,
+        )
+    )
