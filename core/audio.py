@@ -62,6 +62,8 @@ def load_audio(
         with AudioFile(str(path)) as source:
             native_rate = source.samplerate
             stream = source.resampled_to(sample_rate) if native_rate != sample_rate else source
+            if stream.frames == 0:
+                raise AudioError(f"Audio file {_describe(path)} holds no samples (zero-length audio); give a real recording.")
             if duration_s is None:
                 frames = stream.frames
             else:

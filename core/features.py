@@ -110,3 +110,28 @@ class LibrosaFeatureExtractor:
                                      target_sr=self.settings.sample_rate)
         db = self.db_mel(audio)
         return Features(db_mel=db, mfcc=self.mfcc_from_db(db), top_db=self.settings.top_db)
+
+    def extract_batch(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features of many clips at once, equal to ``extract`` on each clip.
+
+        One STFT over the whole batch and one matmul with the mel basis amortise the
+        per-call overhead that dominates ``extract`` on 1 s clips (dataset generation).
+
+        Parameters
+        ----------
+        audio: float32, shape ``(n_clips, n_samples)`` at ``settings.sample_rate``.
+
+        Returns
+        -------
+        db_mel: float32, shape ``(n_clips, n_mels, n_frames)``.
+        mfcc: float32, shape ``(n_clips, n_mfcc, n_frames)``.
+        """
+        import scipy.fft
+
+        batch = np.asarray(audio, dtype=np.float32)
+        if batch.ndim != 2:
+            raise ValueError(f"extract_batch takes audio of shape (n_clips, n_samples), not {batch.shape}")
+        db = self.db_mel(batch)
+        # librosa.feature.mfcc(S=db) is an orthonormal DCT-II over the mel axis, truncated.
+        mfcc = scipy.fft.dct(db, axis=-2, type=2, norm="ortho")[..., : self.settings.n_mfcc, :]
+        return db, mfcc.astype(np.float32)

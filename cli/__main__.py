@@ -1,0 +1,3 @@
+from serumrnn.cli.app import main
+
+main()

@@ -1,0 +1,183 @@
+"""Distortion: twelve numpy waveshapers behind an input drive.
+
+Every mode maps the driven signal through a memoryless curve (``downsample`` instead
+holds samples, with the drive setting how many). The output is scaled back towards the
+input's RMS so the modes differ in timbre, not in loudness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from serumrnn.core.interfaces import Effect
+from serumrnn.core.params import ParamSpec
+from serumrnn.effects.filters import lfilter
+
+MODES: tuple[str, ...] = (
+    "tube",
+    "soft clip",
+    "hard clip",
+    "diode 1",
+    "diode 2",
+    "linear fold",
+    "sine fold",
+    "zero-square",
+    "downsample",
+    "asymmetric",
+    "rectify",
+    "x-shaper",
+)
+
+MAX_DRIVE_DB = 24.0
+# Downsample mode: the drive knob sets the hold length, 1 (knob 0) to 32 samples (knob 1).
+MAX_HOLD_OCTAVES = 5.0
+TUBE_BIAS = 0.3
+# Shapers that add DC get a one-pole high-pass at about 10 Hz.
+DC_BLOCK_HZ = 10.0
+
+Shaper = Callable[[np.ndarray], np.ndarray]
+
+
+def _tube(u: np.ndarray) -> np.ndarray:
+    # A biased tanh adds even harmonics like a triode; the shift keeps silence at 0.
+    return np.tanh(u + TUBE_BIAS) - np.tanh(TUBE_BIAS)
+
+
+def _soft_clip(u: np.ndarray) -> np.ndarray:
+    c = np.clip(u, -1.0, 1.0)
+    return c * (1.5 - 0.5 * c * c)
+
+
+def _hard_clip(u: np.ndarray) -> np.ndarray:
+    return np.clip(u, -1.0, 1.0)
+
+
+def _diode_pair(u: np.ndarray) -> np.ndarray:
+    # Two anti-parallel diodes: logarithmic, never flat, softer than tanh.
+    return np.sign(u) * np.log1p(np.abs(u))
+
+
+def _single_diode(u: np.ndarray) -> np.ndarray:
+    # One diode: exponential knee on the positive half only, negative half passes.
+    return np.where(u > 0.0, -np.expm1(-u), np.maximum(u, -2.0))
+
+
+def _linear_fold(u: np.ndarray) -> np.ndarray:
+    # Triangle wavefolder: slope 1 at zero, reflects at +-1.
+    position = (u + 1.0) / 4.0
+    position -= np.floor(position)  # np.mod is several times slower
+    return 1.0 - 4.0 * np.abs(position - 0.5)
+
+
+def _sine_fold(u: np.ndarray) -> np.ndarray:
+    return np.sin(0.5 * np.pi * u)
+
+
+def _zero_square(u: np.ndarray) -> np.ndarray:
+    # Signed square of the clipped signal: dead zone near zero, hard top.
+    c = np.clip(u, -1.0, 1.0)
+    return c * np.abs(c)
+
+
+def _asymmetric(u: np.ndarray) -> np.ndarray:
+    # Positive half saturates softly at 1, negative half clips hard at -0.5.
+    return np.where(u >= 0.0, np.tanh(u), np.maximum(u, -0.5))
+
+
+def _rectify(u: np.ndarray) -> np.ndarray:
+    # Full-wave rectifier after soft saturation: doubles the pitch.
+    return np.abs(np.tanh(u))
+
+
+def _x_shaper(u: np.ndarray) -> np.ndarray:
+    # Fixed curve with two bends per half: minus the 3rd Chebyshev polynomial, which
+    # adds a strong third harmonic and folds back near the top.
+    c = np.clip(u, -1.0, 1.0)
+    return c * (3.0 - 4.0 * c * c)
+
+
+SHAPERS: dict[str, Shaper] = {
+    "tube": _tube,
+    "soft clip": _soft_clip,
+    "hard clip": _hard_clip,
+    "diode 1": _diode_pair,
+    "diode 2": _single_diode,
+    "linear fold": _linear_fold,
+    "sine fold": _sine_fold,
+    "zero-square": _zero_square,
+    "asymmetric": _asymmetric,
+    "rectify": _rectify,
+    "x-shaper": _x_shaper,
+}
+ADDS_DC = frozenset({"tube", "diode 2", "asymmetric", "rectify"})
+
+
+def sample_and_hold(audio: np.ndarray, hold: int) -> np.ndarray:
+    """Keep every ``hold``-th sample and repeat it: a sample-rate reducer without filters."""
+    held_index = (np.arange(audio.shape[0]) // hold) * hold
+    return audio[held_index]
+
+
+def remove_dc(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """One-pole DC blocker, about ``DC_BLOCK_HZ`` cut-off."""
+    pole = 1.0 - 2.0 * np.pi * DC_BLOCK_HZ / sample_rate
+    numerator = np.array([1.0, -1.0], dtype=np.float32)
+    denominator = np.array([1.0, -pole], dtype=np.float32)
+    return lfilter(numerator, denominator, audio.astype(np.float32, copy=False))
+
+
+def match_level(shaped: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Scale ``shaped`` to the RMS of ``reference``, but never to a peak above 1."""
+    shaped_rms = float(np.sqrt(np.mean(np.square(shaped, dtype=np.float64))))
+    reference_rms = float(np.sqrt(np.mean(np.square(reference, dtype=np.float64))))
+    peak = float(np.max(np.abs(shaped)))
+    if shaped_rms <= 1e-9 or peak <= 1e-9:
+        return shaped
+    return shaped * min(reference_rms / shaped_rms, 1.0 / peak)
+
+
+class Distortion(Effect):
+    """Waveshaping distortion with twelve modes and an input drive."""
+
+    name = "distortion"
+    label = "Distortion"
+    description = (
+        "Drive (0 to +24 dB) into one of twelve waveshapers; the output is brought back "
+        "to the input's loudness. In downsample mode the drive sets the hold length."
+    )
+    params = (
+        ParamSpec(
+            "mode",
+            "categorical",
+            ((0.0, 1.0),),
+            classes=MODES,
+            default=0.5 / len(MODES),
+            label="Mode",
+        ),
+        ParamSpec(
+            "drive",
+            "continuous",
+            ((0.3, 1.0),),
+            default=0.5,
+            label="Drive",
+            unit="dB",
+            physical_min=0.0,
+            physical_max=MAX_DRIVE_DB,
+        ),
+    )
+
+    def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
+        if audio.shape[0] == 0:
+            return audio.copy()
+        mode = MODES[self.param("mode").class_index(knobs["mode"])]
+        drive = knobs["drive"]
+        if mode == "downsample":
+            hold = max(1, int(round(2.0 ** (MAX_HOLD_OCTAVES * drive))))
+            return sample_and_hold(audio, hold)
+        driven = audio * np.float32(10.0 ** (MAX_DRIVE_DB * drive / 20.0))
+        shaped = SHAPERS[mode](driven)
+        if mode in ADDS_DC:
+            shaped = remove_dc(shaped, sample_rate)
+        return match_level(shaped.astype(np.float32, copy=False), audio)

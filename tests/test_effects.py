@@ -1,0 +1,298 @@
+"""Tests of the five built-in effects: knob specs, audible knobs, purity, errors."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import librosa
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serumrnn.core.errors import ParameterError
+from serumrnn.core.interfaces import Effect
+from serumrnn.effects import (
+    BUILTIN_EFFECTS,
+    Distortion,
+    HallReverb,
+    HighBandEQ,
+    MultibandCompressor,
+    Phaser,
+)
+
+SAMPLE_RATE = 44100
+NOTE_HZ = 261.63  # C4, the note every rack render plays
+
+FULL = ((0.0, 1.0),)
+MODES = (
+    "tube",
+    "soft clip",
+    "hard clip",
+    "diode 1",
+    "diode 2",
+    "linear fold",
+    "sine fold",
+    "zero-square",
+    "downsample",
+    "asymmetric",
+    "rectify",
+    "x-shaper",
+)
+
+# name -> (label, sampled knobs as (name, kind, sample_ranges)), in rack order.
+EXPECTED = {
+    "compressor": (
+        "Multiband Compressor",
+        [("low", "continuous", FULL), ("mid", "continuous", FULL), ("high", "continuous", FULL)],
+    ),
+    "distortion": (
+        "Distortion",
+        [("mode", "categorical", FULL), ("drive", "continuous", ((0.3, 1.0),))],
+    ),
+    "eq": (
+        "EQ (high band)",
+        [
+            ("frequency", "continuous", ((0.5, 0.95),)),
+            ("resonance", "continuous", FULL),
+            ("gain", "continuous", ((0.0, 0.4), (0.6, 1.0))),
+        ],
+    ),
+    "phaser": (
+        "Phaser",
+        [("depth", "continuous", FULL), ("rate", "continuous", FULL), ("feedback", "continuous", FULL)],
+    ),
+    "reverb": (
+        "Hall Reverb",
+        [("mix", "continuous", ((0.3, 0.7),)), ("low_cut", "continuous", FULL), ("high_cut", "continuous", FULL)],
+    ),
+}
+
+# Knob settings that make a knob under test matter: EQ frequency and resonance do
+# nothing at 0 dB gain, so they are tested on a -24 dB cut.
+CONTEXT = {("eq", "frequency"): {"gain": 0.0}, ("eq", "resonance"): {"gain": 0.0}}
+
+# A knob is audible when some mel band's level changes by at least 1 dB averaged over the
+# note: 1 dB is the just-noticeable difference in level. Averaging over all bands instead
+# would hide knobs that act on one region (a bell, the low band of the compressor).
+AUDIBLE_BAND_CHANGE_DB = 1.0
+# Distortion modes must differ more than that: each is a different timbre, so the mean
+# over all bands must change by at least 0.5 dB (the closest pair, soft clip and asymmetric, measures about 0.8).
+MODE_MEAN_CHANGE_DB = 0.5
+
+EFFECT_IDS = [effect.name for effect in BUILTIN_EFFECTS]
+
+
+@functools.lru_cache(maxsize=1)
+def saw_note() -> np.ndarray:
+    """One second of a band-limited saw at C4 with a 10 ms attack and an exponential
+    decay, peak about 0.8: float32, shape ``(44100,)``."""
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
+    harmonics = np.arange(1, int(SAMPLE_RATE / 2 / NOTE_HZ) + 1)
+    phases = 2.0 * np.pi * NOTE_HZ * np.outer(harmonics, t)
+    saw = (2.0 / np.pi) * np.sum(np.sin(phases) * ((-1.0) ** (harmonics + 1) / harmonics)[:, None], axis=0)
+    envelope = np.minimum(t / 0.01, 1.0) * np.exp(-2.0 * t)
+    return (0.8 * saw * envelope).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def note() -> np.ndarray:
+    return saw_note()
+
+
+def band_levels_db(audio: np.ndarray) -> np.ndarray:
+    """Log-mel spectrogram in dB, shape ``(64, frames)``, floored at -80 dB."""
+    power = librosa.feature.melspectrogram(
+        y=audio, sr=SAMPLE_RATE, n_fft=2048, hop_length=512, n_mels=64, power=2.0
+    )
+    return 10.0 * np.log10(power + 1e-8)
+
+
+def largest_band_change_db(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest, over mel bands, of the band's mean absolute level difference in dB."""
+    return float(np.max(np.mean(np.abs(band_levels_db(a) - band_levels_db(b)), axis=1)))
+
+
+def mean_change_db(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean absolute log-mel difference in dB over all bands and frames."""
+    return float(np.mean(np.abs(band_levels_db(a) - band_levels_db(b))))
+
+
+def effect_named(name: str) -> Effect:
+    return next(effect for effect in BUILTIN_EFFECTS if effect.name == name)
+
+
+# -- specs --------------------------------------------------------------------------
+
+
+def test_builtin_effects_in_rack_order():
+    assert [effect.name for effect in BUILTIN_EFFECTS] == list(EXPECTED)
+    assert [type(effect) for effect in BUILTIN_EFFECTS] == [
+        MultibandCompressor,
+        Distortion,
+        HighBandEQ,
+        Phaser,
+        HallReverb,
+    ]
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+def test_names_labels_and_sampled_knobs(effect: Effect):
+    label, knobs = EXPECTED[effect.name]
+    assert effect.label == label
+    assert effect.description
+    sampled = [(spec.name, spec.kind, spec.sample_ranges) for spec in effect.sampled_params]
+    assert sampled == knobs
+    for spec in effect.params:
+        assert spec.label, f"{effect.name}:{spec.name} has no label"
+        assert 0.0 <= spec.default <= 1.0
+
+
+def test_distortion_modes_in_order():
+    mode = effect_named("distortion").param("mode")
+    assert mode.classes == MODES
+    assert mode.describe(mode.class_knob(5)) == "linear fold"
+
+
+def test_physical_display():
+    eq = effect_named("eq")
+    assert eq.param("frequency").describe(0.0) == "20 Hz"
+    assert eq.param("frequency").describe(1.0) == "20.00 kHz"
+    assert eq.param("gain").describe(0.5) == "0 dB"
+    assert eq.param("gain").describe(1.0) == "+24 dB"
+    reverb = effect_named("reverb")
+    assert reverb.param("low_cut").physical(0.0) == pytest.approx(20.0)
+    assert reverb.param("high_cut").physical(1.0) == pytest.approx(20000.0)
+    assert effect_named("distortion").param("drive").unit == "dB"
+    assert effect_named("phaser").param("rate").unit == "Hz"
+
+
+# -- every knob is audible ----------------------------------------------------------
+
+KNOB_CASES = [
+    (effect.name, spec.name)
+    for effect in BUILTIN_EFFECTS
+    for spec in effect.sampled_params
+    if spec.kind == "continuous" and not (effect.name == "distortion" and spec.name == "drive")
+]
+
+
+@pytest.mark.parametrize(("effect_name", "knob"), KNOB_CASES, ids=[f"{e}-{k}" for e, k in KNOB_CASES])
+def test_knob_is_audible_across_its_sampled_range(note, effect_name, knob):
+    effect = effect_named(effect_name)
+    spec = effect.param(knob)
+    low, high = spec.sample_ranges[0][0], spec.sample_ranges[-1][1]
+    context = CONTEXT.get((effect_name, knob), {})
+    at_low = effect.process(note, SAMPLE_RATE, {**context, knob: low})
+    at_high = effect.process(note, SAMPLE_RATE, {**context, knob: high})
+    assert largest_band_change_db(at_low, at_high) >= AUDIBLE_BAND_CHANGE_DB
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_drive_is_audible_in_every_mode(note, mode):
+    distortion = effect_named("distortion")
+    mode_knob = distortion.param("mode").class_knob(MODES.index(mode))
+    soft = distortion.process(note, SAMPLE_RATE, {"mode": mode_knob, "drive": 0.3})
+    hard = distortion.process(note, SAMPLE_RATE, {"mode": mode_knob, "drive": 1.0})
+    assert largest_band_change_db(soft, hard) >= AUDIBLE_BAND_CHANGE_DB
+
+
+def test_distortion_modes_differ_pairwise(note):
+    distortion = effect_named("distortion")
+    mode = distortion.param("mode")
+    outputs = {
+        name: distortion.process(note, SAMPLE_RATE, {"mode": mode.class_knob(i), "drive": 0.6})
+        for i, name in enumerate(MODES)
+    }
+    for first, second in itertools.combinations(MODES, 2):
+        change = mean_change_db(outputs[first], outputs[second])
+        assert change >= MODE_MEAN_CHANGE_DB, f"{first} and {second} differ by {change:.2f} dB"
+
+
+def test_compressor_amount_zero_is_transparent(note):
+    out = effect_named("compressor").process(note, SAMPLE_RATE, {"low": 0.0, "mid": 0.0, "high": 0.0})
+    np.testing.assert_array_equal(out, note)
+
+
+def test_eq_gain_half_is_zero_db(note):
+    eq = effect_named("eq")
+    for frequency, resonance in [(0.5, 0.0), (0.75, 0.5), (0.95, 1.0)]:
+        out = eq.process(note, SAMPLE_RATE, {"frequency": frequency, "resonance": resonance, "gain": 0.5})
+        np.testing.assert_allclose(out, note, atol=1e-6)
+    # Just off 0 dB the bell is still (nearly) the identity: no jump at the knob centre.
+    out = eq.process(note, SAMPLE_RATE, {"gain": 0.5001})
+    np.testing.assert_allclose(out, note, atol=1e-3)
+
+
+# -- any knob vector gives sane audio -----------------------------------------------
+
+
+def knob_vectors(effect: Effect) -> st.SearchStrategy[dict[str, float]]:
+    unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
+    return st.fixed_dictionaries({spec.name: unit for spec in effect.params})
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+def test_any_knobs_give_finite_audio_in_range(effect: Effect):
+    @settings(max_examples=25, deadline=None)
+    @given(knobs=knob_vectors(effect))
+    def check(knobs):
+        note = saw_note()
+        out = effect.process(note, SAMPLE_RATE, knobs)
+        assert out.dtype == np.float32
+        assert out.shape == note.shape
+        assert np.all(np.isfinite(out))
+        assert np.max(np.abs(out)) <= 1.0
+
+    check()
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+@pytest.mark.parametrize("n_samples", [0, 1, 100, 4097])
+def test_short_and_silent_input(effect: Effect, n_samples: int):
+    silence = np.zeros(n_samples, dtype=np.float32)
+    out = effect.process(silence, SAMPLE_RATE)
+    assert out.shape == (n_samples,)
+    assert np.all(np.isfinite(out))
+    assert np.max(np.abs(out), initial=0.0) < 1e-6
+
+
+# -- purity -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+def test_same_input_gives_bit_identical_output(note, effect: Effect):
+    rng = np.random.default_rng(7)
+    knobs = {spec.name: spec.sample(rng) for spec in effect.params}
+    first = effect.process(note, SAMPLE_RATE, knobs)
+    second = effect.process(note, SAMPLE_RATE, knobs)
+    # Other audio, other knobs and another sample rate in between must leave no trace.
+    noise = (0.5 * rng.standard_normal(20000)).astype(np.float32)
+    effect.process(noise, 48000, {spec.name: spec.sample(rng) for spec in effect.params})
+    third = effect.process(note, SAMPLE_RATE, knobs)
+    assert first.tobytes() == second.tobytes() == third.tobytes()
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+def test_input_is_not_modified(note, effect: Effect):
+    before = note.copy()
+    effect.process(note, SAMPLE_RATE)
+    np.testing.assert_array_equal(note, before)
+
+
+# -- errors -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), float("inf")])
+def test_knob_outside_unit_interval_is_refused(note, effect: Effect, value: float):
+    knob = effect.params[0].name
+    with pytest.raises(ParameterError):
+        effect.process(note, SAMPLE_RATE, {knob: value})
+
+
+@pytest.mark.parametrize("effect", BUILTIN_EFFECTS, ids=EFFECT_IDS)
+def test_unknown_knob_is_refused(note, effect: Effect):
+    with pytest.raises(ParameterError, match="no knob"):
+        effect.process(note, SAMPLE_RATE, {"wobble": 0.5})
