@@ -78,8 +78,10 @@ class Effect(abc.ABC):
             shown = spec.label or spec.name.replace("_", " ").capitalize()
             if spec.kind == "categorical":
                 parts.append(f"{shown}: {spec.describe(value)}.")
-            else:
+            elif spec.unit:
                 parts.append(f"{shown}: {value:.2f} ({spec.describe(value)}).")
+            else:
+                parts.append(f"{shown}: {value:.2f}.")
         return " ".join(parts)
 
 

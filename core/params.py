@@ -137,6 +137,8 @@ class ParamSpec:
         value = self.physical(knob)
         if self.unit == "Hz" and abs(value) >= 1000:
             return f"{value / 1000:.2f} kHz"
+        if self.unit == "%":
+            return f"{value:.0f}%"
         sign = "+" if self.unit == "dB" and value > 0 else ""
         return f"{sign}{value:.3g} {self.unit}"
 

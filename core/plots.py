@@ -18,10 +18,12 @@ def plot_mels(
     *,
     settings: FeatureSettings = DEFAULT_SETTINGS,
     suptitle: str = "",
+    columns: int | None = None,
 ) -> Path:
-    """Save dB mel spectrograms side by side in one row, each titled.
+    """Save dB mel spectrograms side by side, each titled, on one shared dB scale.
 
     ``panels``: ``(title, db_mel)`` with ``db_mel`` shape ``(n_mels, n_frames)``.
+    ``columns``: panels per row (default: all in one row).
     """
     import matplotlib
 
@@ -29,20 +31,27 @@ def plot_mels(
     import matplotlib.pyplot as plt
 
     count = len(panels)
-    figure, axes = plt.subplots(1, count, figsize=(2.6 * count + 0.8, 3.0), squeeze=False, sharey=True)
+    columns = min(columns or count, count)
+    rows = -(-count // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns + 1.2, 2.7 * rows + 0.4),
+                                squeeze=False, sharey=True, layout="constrained")
     duration = panels[0][1].shape[1] * settings.hop_length / settings.sample_rate if count else 1.0
     low = min(float(np.min(db)) for _, db in panels)
     high = max(float(np.max(db)) for _, db in panels)
     image = None
-    for axis, (title, db_mel) in zip(axes[0], panels):
+    flat_axes = axes.ravel()
+    for axis in flat_axes[count:]:
+        axis.set_visible(False)
+    for axis, (title, db_mel) in zip(flat_axes, panels):
         image = axis.imshow(db_mel, origin="lower", aspect="auto", cmap="magma", vmin=low, vmax=high,
                             extent=(0.0, duration, 0, db_mel.shape[0]))
         axis.set_title(title, fontsize=9)
         axis.set_xlabel("time (s)", fontsize=8)
         axis.tick_params(labelsize=7)
-    axes[0][0].set_ylabel("mel bin (20 Hz - 16 kHz)", fontsize=8)
+    for row in axes:
+        row[0].set_ylabel("mel bin (20 Hz - 16 kHz)", fontsize=8)
     if image is not None:
-        figure.colorbar(image, ax=axes[0].tolist(), label="dB", shrink=0.9)
+        figure.colorbar(image, ax=axes.ravel().tolist(), label="dB", shrink=0.9)
     if suptitle:
         figure.suptitle(suptitle, fontsize=10)
     target = Path(path)
