@@ -7,6 +7,7 @@ import platform
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -24,7 +25,7 @@ def main(path: str) -> None:
         throughput = ""
         if "items" in info:
             throughput = f"{info['items'] / median_s:,.0f} {info.get('unit', 'items')}/s"
-        table.add_row(bench["name"], f"{median_s * 1000:.2f}", rtf, throughput)
+        table.add_row(escape(bench["name"]), f"{median_s * 1000:.2f}", rtf, throughput)
     Console().print(table)
 
 
