@@ -1,5 +1,5 @@
-"""``serumrnn demo``: until trained bundles ship, render every preset of the built-in
-rack through a random effect chain and write WAVs and a mel-spectrogram PNG."""
+"""``serumrnn demo``: a hidden random effect chain turns a preset into a target; the
+shipped model bundle finds the steps back, shown beside the hidden truth."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress
 from rich.table import Table
 
 from serumrnn.cli.common import console, friendly_errors
+from serumrnn.cli.suggest import print_session
 
 app = typer.Typer()
 
@@ -18,44 +18,45 @@ app = typer.Typer()
 @app.command("demo")
 @friendly_errors
 def demo_command(
-    seed: Annotated[int, typer.Option("--seed", help="Random seed for the chains.")] = 0,
-    effects: Annotated[int, typer.Option("--effects", min=0, max=5, help="Effects per chain.")] = 3,
-    out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("demo-out"),
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the preset, the hidden chain and its knobs.")] = 0,
+    preset: Annotated[str | None, typer.Option("--preset", help="Preset to start from (default: picked by the seed).")] = None,
+    effects: Annotated[int, typer.Option("--effects", min=1, max=5, help="Effects in the hidden chain.")] = 3,
+    bundle: Annotated[str | None, typer.Option("--bundle", help="Shipped bundle name or folder (default: all).")] = None,
+    selector: Annotated[str, typer.Option("--selector", help="Selector to use.")] = "rnn",
+    out: Annotated[Path, typer.Option("--out", help="Output folder (replaced if it exists).")] = Path("demo-out"),
 ) -> None:
-    """Render every built-in preset through a random effect chain (WAVs + spectrogram PNG)."""
+    """Hide a random effect chain on a preset, then let serumrnn find the steps back."""
     import numpy as np
 
     from serumrnn.core import get_plugin_manager
-    from serumrnn.core.audio import write_wav
-    from serumrnn.core.errors import OutputError
-    from serumrnn.core.features import LibrosaFeatureExtractor
     from serumrnn.core.params import sample_knobs
-    from serumrnn.core.plots import plot_mels
+    from serumrnn.core.session import check_output_dir, suggest, write_session
 
+    check_output_dir(out, replace=True)
     rack = get_plugin_manager().rack("builtin")
-    extractor = LibrosaFeatureExtractor()
     rng = np.random.default_rng(seed)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"Cannot create output folder '{out}' ({exc.strerror}); choose another --out.") from None
-    table = Table(title=f"built-in rack: random chains (seed {seed})")
-    for column in ("preset", "group", "chain"):
-        table.add_column(column)
-    panels = []
-    presets = rack.synth.presets
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("rendering presets", total=len(presets))
-        for preset in presets:
-            names = list(rng.permutation(rack.effect_names)[:effects])
-            chain = [(name, sample_knobs(rack.effect(name).params, rng)) for name in names]
-            audio = rack.render(preset.name, chain)
-            write_wav(out / f"{preset.name}-dry.wav", rack.dry(preset.name), rack.sample_rate)
-            write_wav(out / f"{preset.name}-fx.wav", audio, rack.sample_rate)
-            panels.append((f"{preset.name}\n" + " > ".join(names), extractor.extract(audio).db_mel))
-            steps = " Then ".join(f"{rack.effect(n).label}: {rack.effect(n).describe_knobs(k)}" for n, k in chain)
-            table.add_row(preset.name, preset.group, steps)
-            progress.advance(task)
-    plot_mels(panels, out / "spectrograms.png", suptitle="Each preset through a random effect chain", columns=4)
-    console.print(table)
-    console.print(f"Wrote {2 * len(presets)} WAVs and spectrograms.png to {out}/")
+    names = [p.name for p in rack.synth.presets]
+    chosen = preset if preset is not None else names[int(rng.integers(len(names)))]
+    rack.synth.preset(chosen)
+    order = [str(name) for name in rng.permutation(rack.effect_names)[:effects]]
+    hidden = [(name, sample_knobs(rack.effect(name).params, rng)) for name in order]
+    target = rack.render(chosen, hidden)
+    with console.status(f"Finding the steps from {chosen} to the hidden target...", spinner="dots"):
+        session = suggest(chosen, target, bundle=bundle, selector=selector, seed=seed)
+
+    truth = Table(title=f"The hidden chain on preset {chosen} (seed {seed})")
+    truth.add_column("step", justify="right")
+    truth.add_column("hidden effect and knobs")
+    for index, (name, knobs) in enumerate(hidden, start=1):
+        effect = rack.effect(name)
+        sampled = {spec.name: knobs[spec.name] for spec in effect.sampled_params}
+        truth.add_row(str(index), f"{effect.label}. {effect.describe_knobs(sampled)}")
+    console.print(truth)
+    print_session(session, title=f"What serumrnn suggests ({selector}, bundle {bundle or 'all'})")
+    found = [step.effect for step in session.steps[: session.best_index]]
+    hits = len(set(found) & set(order))
+    console.print(f"Effects found: {hits} of {len(order)} hidden ({', '.join(found) or 'none'} vs {', '.join(order)}).")
+    write_session(session, out, replace=True, extra_json={
+        "demo": {"seed": seed, "preset": chosen, "hidden_chain": [{"effect": n, "knobs": k} for n, k in hidden]}
+    })
+    console.print(f"Wrote the input, each step and the target as WAV, session.json and progression.png to {out}/")

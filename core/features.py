@@ -112,10 +112,12 @@ class LibrosaFeatureExtractor:
         return Features(db_mel=db, mfcc=self.mfcc_from_db(db), top_db=self.settings.top_db)
 
     def extract_batch(self, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Features of many clips at once, equal to ``extract`` on each clip.
+        """Features of many clips at once, equal to ``extract`` on each clip (to about
+        1e-3 dB: the arithmetic is ordered differently).
 
-        One STFT over the whole batch and one matmul with the mel basis amortise the
-        per-call overhead that dominates ``extract`` on 1 s clips (dataset generation).
+        Faster per clip than ``extract`` (dataset generation): one framed FFT over the
+        whole batch, and the mel projection only over the FFT bins that the mel filters
+        use (none above ``fmax``).
 
         Parameters
         ----------
@@ -127,11 +129,27 @@ class LibrosaFeatureExtractor:
         mfcc: float32, shape ``(n_clips, n_mfcc, n_frames)``.
         """
         import scipy.fft
+        import scipy.signal
 
+        s = self.settings
         batch = np.asarray(audio, dtype=np.float32)
         if batch.ndim != 2:
             raise ValueError(f"extract_batch takes audio of shape (n_clips, n_samples), not {batch.shape}")
-        db = self.db_mel(batch)
+        cache = self.__dict__.setdefault("_batch_constants", {})
+        if s not in cache:
+            basis = _mel_basis(s)
+            n_bins = int(np.flatnonzero(basis.any(axis=0)).max()) + 1
+            window = scipy.signal.get_window("hann", s.n_fft, fftbins=True).astype(np.float32)
+            cache[s] = (np.ascontiguousarray(basis[:, :n_bins].T), window, n_bins)
+        basis_t, window, n_bins = cache[s]
+        # Centred frames with zero padding, the Hann window and rfft: librosa.stft's defaults.
+        half = s.n_fft // 2
+        padded = np.pad(batch, ((0, 0), (half, half)))
+        frames = np.lib.stride_tricks.sliding_window_view(padded, s.n_fft, axis=-1)[:, :: s.hop_length]
+        spectrum = scipy.fft.rfft(frames * window, axis=-1)[..., :n_bins]  # (n, frames, bins)
+        power = spectrum.real**2 + spectrum.imag**2
+        mel = np.matmul(power, basis_t).transpose(0, 2, 1)  # (n, n_mels, frames)
+        db = power_to_db(mel, top_db=s.top_db)
         # librosa.feature.mfcc(S=db) is an orthonormal DCT-II over the mel axis, truncated.
-        mfcc = scipy.fft.dct(db, axis=-2, type=2, norm="ortho")[..., : self.settings.n_mfcc, :]
-        return db, mfcc.astype(np.float32)
+        mfcc = scipy.fft.dct(db, axis=-2, type=2, norm="ortho")[..., : s.n_mfcc, :]
+        return db, np.ascontiguousarray(mfcc, dtype=np.float32)

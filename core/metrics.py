@@ -63,31 +63,65 @@ def magnitude_spectrogram(audio: np.ndarray, n_fft: int) -> np.ndarray:
     return np.abs(librosa.stft(np.asarray(audio, np.float32), n_fft=n_fft, hop_length=n_fft // 4))
 
 
-def mssmae(audio_a: np.ndarray, audio_b: np.ndarray, fft_sizes: tuple[int, ...] = MSS_FFT_SIZES) -> np.ndarray:
-    """Multi-scale spectral MAE: mean over FFT sizes of
-    MAE(S, S^) + 0.1 * MAE(log(S + 1e-10), log(S^ + 1e-10))."""
-    terms = []
+def mss_spectra(audio: np.ndarray, fft_sizes: tuple[int, ...] = MSS_FFT_SIZES) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per FFT size, the magnitude spectrogram S and log(S + 1e-10) used by MSSMAE."""
+    spectra = []
     for n_fft in fft_sizes:
-        spec_a = magnitude_spectrogram(audio_a, n_fft).astype(np.float64)
-        spec_b = magnitude_spectrogram(audio_b, n_fft).astype(np.float64)
-        linear = np.mean(np.abs(spec_a - spec_b), axis=(-2, -1))
-        log = np.mean(np.abs(np.log(spec_a + MSS_EPSILON) - np.log(spec_b + MSS_EPSILON)), axis=(-2, -1))
+        magnitude = magnitude_spectrogram(audio, n_fft)
+        spectra.append((magnitude, np.log(magnitude + MSS_EPSILON)))
+    return spectra
+
+
+def mssmae_from_spectra(
+    spectra_a: list[tuple[np.ndarray, np.ndarray]], spectra_b: list[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """MSSMAE from precomputed ``mss_spectra`` (lets a session compute the target's once)."""
+    terms = []
+    for (linear_a, log_a), (linear_b, log_b) in zip(spectra_a, spectra_b):
+        linear = np.mean(np.abs(linear_a - linear_b), axis=(-2, -1), dtype=np.float64)
+        log = np.mean(np.abs(log_a - log_b), axis=(-2, -1), dtype=np.float64)
         terms.append(linear + MSS_LOG_WEIGHT * log)
     return np.mean(terms, axis=0)
 
 
-def all_metrics(
-    features_a: Features, features_b: Features, audio_a: np.ndarray, audio_b: np.ndarray
-) -> dict[str, float]:
-    """All six metrics between A (an output) and B (the target), as plain floats."""
+def mssmae(audio_a: np.ndarray, audio_b: np.ndarray, fft_sizes: tuple[int, ...] = MSS_FFT_SIZES) -> np.ndarray:
+    """Multi-scale spectral MAE: mean over FFT sizes of
+    MAE(S, S^) + 0.1 * MAE(log(S + 1e-10), log(S^ + 1e-10))."""
+    return mssmae_from_spectra(mss_spectra(audio_a, fft_sizes), mss_spectra(audio_b, fft_sizes))
+
+
+class MetricReference:
+    """A target whose features and multi-scale spectra are computed once, to measure
+    many outputs against it (a session measures every step against one target)."""
+
+    def __init__(self, audio: np.ndarray, features: Features) -> None:
+        self.audio = audio
+        self.features = features
+        self.spectra = mss_spectra(audio)
+
+    def compare(self, audio: np.ndarray, features: Features) -> dict[str, float]:
+        """All six metrics of an output against this target."""
+        values = feature_metrics(features, self.features)
+        values["mssmae"] = float(mssmae_from_spectra(mss_spectra(audio), self.spectra))
+        return values
+
+
+def feature_metrics(features_a: Features, features_b: Features) -> dict[str, float]:
+    """The five feature metrics (all but MSSMAE) as plain floats."""
     return {
         "mse": float(mse(features_a.norm_mel, features_b.norm_mel)),
         "mae": float(mae(features_a.norm_mel, features_b.norm_mel)),
         "lsd": float(lsd(features_a.db_mel, features_b.db_mel)),
         "mfccd": float(mfccd(features_a.mfcc, features_b.mfcc)),
         "pcc": float(pcc(features_a.db_mel, features_b.db_mel)),
-        "mssmae": float(mssmae(audio_a, audio_b)),
     }
+
+
+def all_metrics(
+    features_a: Features, features_b: Features, audio_a: np.ndarray, audio_b: np.ndarray
+) -> dict[str, float]:
+    """All six metrics between A (an output) and B (the target), as plain floats."""
+    return MetricReference(audio_b, features_b).compare(audio_a, features_a)
 
 
 def improvement(before: float, after: float, metric: str) -> float:

@@ -31,6 +31,14 @@ def serumrnn_register_feature_extractors(register):
     register(LibrosaFeatureExtractor())
 
 
+@hookimpl
+def serumrnn_register_selectors(register):
+    from serumrnn.core.selectors import BUILTIN_SELECTORS
+
+    for selector in BUILTIN_SELECTORS:
+        register(selector)
+
+
 def _build_builtin_rack(manager) -> Rack:
     return Rack(
         "builtin",

@@ -30,3 +30,28 @@ def manager():
 @pytest.fixture
 def rack(manager):
     return manager.rack("builtin")
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """A real generated dataset: one preset, one chain per effect subset."""
+    from serumrnn.core.dataset import generate_dataset
+
+    folder = tmp_path_factory.mktemp("tiny-data") / "data"
+    generate_dataset(folder, group="basic", chains_per_combo=1, seed=0, workers=1, progress=False, presets=["saw"])
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_dataset, tmp_path_factory):
+    """A complete compact bundle (five parameter models, rnn, ni, cnn) trained for a
+    couple of batches: real files and real models, not real accuracy."""
+    from serumrnn.core.training import TrainOptions, train_params, train_selector
+
+    folder = tmp_path_factory.mktemp("tiny-bundle") / "bundle"
+    options = TrainOptions(epochs=1, max_batches_per_epoch=2, progress=False)
+    for effect in ("compressor", "distortion", "eq", "phaser", "reverb"):
+        train_params(tiny_dataset, effect, folder, options=options)
+    for kind in ("rnn", "ni", "cnn"):
+        train_selector(tiny_dataset, kind, folder, options=options)
+    return folder

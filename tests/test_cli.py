@@ -84,8 +84,15 @@ def test_compare_table_lists_six_metrics(tmp_path, tone):
         assert name in result.stdout
 
 
-def test_demo_writes_wavs_and_png(tmp_path):
-    result = invoke("demo", "--out", tmp_path / "demo", "--seed", 3)
+def test_demo_hides_a_chain_and_finds_steps(tmp_path, tiny_bundle):
+    out = tmp_path / "demo"
+    result = invoke("demo", "--out", out, "--seed", 3, "--bundle", tiny_bundle, "--effects", 2)
     assert result.exit_code == 0, result.output
-    files = sorted(p.name for p in (tmp_path / "demo").iterdir())
-    assert "spectrograms.png" in files and len([f for f in files if f.endswith(".wav")]) == 24
+    assert "hidden chain" in result.stdout and "What serumrnn suggests" in result.stdout
+    data = json.loads((out / "session.json").read_text())
+    assert len(data["demo"]["hidden_chain"]) == 2 and data["steps"]
+    assert (out / "progression.png").exists() and (out / "99-target.wav").exists()
+    # a second run replaces the folder whole
+    assert invoke("demo", "--out", out, "--seed", 4, "--bundle", tiny_bundle).exit_code == 0
+    assert json.loads((out / "session.json").read_text())["demo"]["seed"] == 4
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]

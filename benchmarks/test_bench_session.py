@@ -1,0 +1,86 @@
+"""Session latency (DESIGN section 11): one full step (features, selection, parameter
+prediction, render, metrics) and whole sessions, for the compact and paper sizes, on CPU.
+
+Latency does not depend on how well the models are trained, so the bundles here are
+trained for one batch on a tiny dataset.
+"""
+
+import numpy as np
+import pytest
+
+from serumrnn.core.params import sample_knobs
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    from serumrnn.core.dataset import generate_dataset
+
+    folder = tmp_path_factory.mktemp("bench-data") / "data"
+    generate_dataset(folder, group="basic", chains_per_combo=1, seed=0, workers=1, progress=False, presets=["saw"])
+    return folder
+
+
+@pytest.fixture(scope="session", params=["compact", "paper"])
+def sized_bundle(request, tiny_data, tmp_path_factory):
+    from serumrnn.core.bundle import ModelBundle
+    from serumrnn.core.training import TrainOptions, train_params, train_selector
+
+    folder = tmp_path_factory.mktemp(f"bench-{request.param}") / "bundle"
+    options = TrainOptions(epochs=1, max_batches_per_epoch=1, progress=False)
+    for effect in ("compressor", "distortion", "eq", "phaser", "reverb"):
+        train_params(tiny_data, effect, folder, size=request.param, options=options)
+    for kind in ("rnn", "ni", "cnn"):
+        train_selector(tiny_data, kind, folder, size=request.param, options=options)
+    return request.param, ModelBundle.load(folder)
+
+
+@pytest.fixture(scope="session")
+def target(rack):
+    rng = np.random.default_rng(3)
+    chain = [(name, sample_knobs(rack.effect(name).params, rng)) for name in ("distortion", "eq", "reverb")]
+    return rack.render("saw", chain)
+
+
+def test_one_step(benchmark, rack, sized_bundle, target):
+    """A session step: select (rnn) -> predict knobs -> re-render the chain -> features -> metrics."""
+    from serumrnn.core.features import LibrosaFeatureExtractor
+    from serumrnn.core.metrics import MetricReference
+    from serumrnn.core.registry import get_plugin_manager
+    from serumrnn.core.selectors import SelectionState
+
+    size, bundle = sized_bundle
+    extractor = LibrosaFeatureExtractor()
+    selector = get_plugin_manager().selectors.get("rnn")
+    input_features = extractor.extract(rack.dry("saw"))
+    target_features = extractor.extract(target)
+    reference = MetricReference(target, target_features)
+    first = ("distortion", bundle.predict_knobs("distortion", input_features, target_features))
+    after_first = rack.render("saw", [first])
+    state = SelectionState(history=[input_features, extractor.extract(after_first)], applied=["distortion"],
+                           target=target_features, effect_names=rack.effect_names, bundle=bundle)
+
+    def step():
+        scores = selector.probabilities(state)
+        order = [rack.effect_names[i] for i in np.argsort(-scores) if rack.effect_names[i] not in state.applied]
+        knobs = bundle.predict_knobs(order[0], state.history[-1], target_features)
+        audio = rack.render("saw", [first, (order[0], knobs)])
+        return reference.compare(audio, extractor.extract(audio))
+
+    benchmark.extra_info.update(kind="session step", size=size)
+    metrics = benchmark(step)
+    assert set(metrics) == {"mse", "mae", "lsd", "mfccd", "pcc", "mssmae"}
+
+
+@pytest.mark.parametrize("selector", ["rnn", "cnn-1s"])
+def test_whole_session(benchmark, rack, sized_bundle, target, selector):
+    """A whole session from preset to target (tolerance 5: every effect, five steps)."""
+    from serumrnn.core.registry import get_plugin_manager
+    from serumrnn.core.session import run_session
+
+    size, bundle = sized_bundle
+    chosen = get_plugin_manager().selectors.get(selector)
+    benchmark.extra_info.update(kind="session", size=size, selector=selector)
+    session = benchmark.pedantic(run_session, args=("saw", target),
+                                 kwargs=dict(rack=rack, bundle=bundle, selector=chosen, tolerance=5),
+                                 rounds=5, warmup_rounds=1)
+    assert session.steps

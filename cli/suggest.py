@@ -1,0 +1,77 @@
+"""``serumrnn suggest``: step-by-step instructions from an input sound toward a target."""
+
+from __future__ import annotations
+
+import contextlib
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from serumrnn.cli.common import console, friendly_errors, print_json
+
+app = typer.Typer()
+
+
+def print_session(session, *, title: str) -> None:
+    """The numbered instructions with the distance after each step and % closer."""
+    metric = session.metric
+    for note in session.notes:
+        console.print(f"[dim]{note}[/dim]")
+    table = Table(title=title, show_lines=False)
+    table.add_column("step", justify="right")
+    table.add_column("instruction")
+    table.add_column(f"{metric.upper()} to target", justify="right")
+    table.add_column("closer", justify="right")
+    table.add_row("0", "[dim]the input as it is[/dim]", f"{session.initial_metrics[metric]:.4g}", "")
+    best = session.best_index
+    for step in session.steps:
+        text = step.instruction.split(": ", 1)[1] if ": " in step.instruction else step.instruction
+        style = "bold green" if step.index == best else ("" if step.better else "yellow")
+        marker = "  <- best" if step.index == best else ("" if step.better else "  (worse: undo)")
+        table.add_row(str(step.index), f"[{style}]{text}[/{style}]{marker}" if style else text + marker,
+                      f"{step.metrics[metric]:.4g}", f"{session.closer_pct(step.metrics):+.1f}%")
+    console.print(table)
+    if best == 0:
+        console.print(f"No step brought the sound closer on {metric.upper()}; stopped: {session.stop_reason}.")
+    else:
+        keep = "step 1" if best == 1 else f"steps 1-{best}"
+        console.print(
+            f"Keep {keep}: {session.closer_pct(session.best_metrics):.1f}% closer to the target on "
+            f"{metric.upper()}. Stopped: {session.stop_reason}."
+        )
+
+
+@app.command("suggest")
+@friendly_errors
+def suggest_command(
+    input: Annotated[str, typer.Argument(help="Input sound: an audio file, or a preset name of the rack's synth.")],
+    target: Annotated[Path, typer.Argument(help="Target sound (audio file).")],
+    rack: Annotated[str, typer.Option("--rack", help="Rack whose effects are used.")] = "builtin",
+    bundle: Annotated[str | None, typer.Option("--bundle", help="Shipped bundle name or bundle folder (default: all).")] = None,
+    selector: Annotated[str, typer.Option("--selector", help="rnn, ni, cnn, cnn-1s, random (oracle: evaluation only).")] = "rnn",
+    tolerance: Annotated[int, typer.Option("--tolerance", min=0, help="Bad steps tolerated before stopping.")] = 1,
+    metric: Annotated[str, typer.Option("--metric", help="Metric of the stopping rule: mse, mae, lsd, mfccd, pcc, mssmae.")] = "mssmae",
+    to_c4: Annotated[bool, typer.Option("--to-c4", help="Detect the notes and shift both sounds to C4 first.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Write every step as WAV, session.json and progression.png here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the session as JSON.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (random selector).")] = 0,
+) -> None:
+    """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
+    from serumrnn.core.session import check_output_dir, suggest, write_session
+
+    if out is not None:
+        check_output_dir(out)
+    with console.status("Finding the steps...", spinner="dots") if not as_json else contextlib.nullcontext():
+        session = suggest(input, target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance,
+                          metric=metric, to_c4=to_c4, seed=seed)
+    if out is not None:
+        write_session(session, out)
+    if as_json:
+        print_json(session.to_json())
+        return
+    print_session(session, title=f"From {input} toward {target.name} ({selector})")
+    if out is not None:
+        console.print(f"Wrote the steps as WAV, session.json and progression.png to {out}/")

@@ -1,0 +1,573 @@
+"""Model bundles (DESIGN section 2): trained models for one (rack, preset group).
+
+A bundle is a folder::
+
+    bundle.json                     what the bundle is for, and every model in it
+    params-<effect>.safetensors     one effect parameter model per effect
+    selector-rnn.safetensors        SerumRNN (and selector-ni, selector-cnn)
+    logs/<model>/train_log.csv      per-epoch training log
+    .checkpoints/<model>/           training checkpoints (resume), removed when done
+
+``bundle.json`` records the format version, rack, effects with their ``ParamSpec`` JSON,
+feature settings, preset group, dataset fingerprint, and per model: its file, task,
+size and layer config, storage dtype, SHA-256 of the file, validation metrics and
+training facts (time, epochs, device, why it stopped).
+
+Loading checks all of it and refuses, with one sentence, a bundle for another rack,
+effect set or feature setting, a corrupt or truncated file, a missing file or a file
+name that leaves the folder. Weights are safetensors only; nothing is unpickled.
+A bundle may hold any subset of the models; training adds to it, one atomic write at a
+time (a lock file serialises concurrent writers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from serumrnn.core.audio import atomic_output
+from serumrnn.core.errors import BundleError, OutputError, ParameterError
+from serumrnn.core.features import Features, FeatureSettings
+from serumrnn.core.params import ParamSpec
+
+BUNDLE_FORMAT = "serumrnn-bundle"
+FORMAT_VERSION = 1
+META_FILE = "bundle.json"
+SELECTOR_KINDS = ("rnn", "ni", "cnn")
+# ParamSpec fields that change what a model learnt; display fields (label, unit) do not.
+_MODEL_SPEC_FIELDS = ("name", "kind", "sample_ranges", "classes", "default", "sampled")
+_MODEL_NAME = re.compile(r"^(params|selector)-[A-Za-z0-9][A-Za-z0-9_-]*$")
+
+
+def param_model_name(effect: str) -> str:
+    return f"params-{effect}"
+
+
+def selector_model_name(kind: str) -> str:
+    return f"selector-{kind}"
+
+
+def _spec_key(spec_json: Mapping) -> dict:
+    return {field: json.loads(json.dumps(spec_json.get(field))) for field in _MODEL_SPEC_FIELDS}
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run torch CPU ops on ``threads`` intra-op threads, then restore the setting.
+    One example is too small to gain from more threads, and OpenMP threads waiting on a
+    busy core can turn 2 ms into 150 ms, so inference uses one thread by default."""
+    import torch
+
+    if not threads:
+        yield
+        return
+    before = torch.get_num_threads()
+    if before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Exclusive lock on ``folder/.lock`` (POSIX), so concurrent trainings do not lose
+    each other's ``bundle.json`` updates."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no concurrent writers expected
+        yield
+        return
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def write_bytes_atomic(path: Path, data: bytes, suffix: str) -> None:
+    """Write ``data`` to ``path`` atomically, readable like any file the user creates
+    (temporary files start private)."""
+    with atomic_output(path, suffix=suffix) as temp:
+        temp.write_bytes(data)
+        os.chmod(temp, _umask_mode())
+
+
+def _write_json_atomic(path: Path, data: Mapping) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), ".json")
+
+
+class ModelBundle:
+    """A loaded (or new) model bundle.
+
+    Attributes
+    ----------
+    path: the bundle folder.
+    meta: parsed ``bundle.json``.
+    rack_name, effect_names, preset_group, feature_settings: what the bundle is for.
+    """
+
+    def __init__(self, path: Path, meta: dict, *, device: str = "cpu", threads: int | None = 1) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.device = device
+        # CPU threads for inference (None: leave torch's setting alone).
+        self.threads = threads if str(device).startswith("cpu") else None
+        self.rack_name: str = meta["rack"]
+        self.effect_names: tuple[str, ...] = tuple(meta["effect_order"])
+        self.preset_group: str = meta["preset_group"]
+        self.feature_settings = FeatureSettings.from_json(meta["feature_settings"])
+        self.effect_specs: dict[str, tuple[ParamSpec, ...]] = {
+            name: tuple(ParamSpec.from_json(spec) for spec in meta["effects"][name]) for name in self.effect_names
+        }
+        self._models: dict[str, Any] = {}
+
+    # -- creation ---------------------------------------------------------------------
+    @classmethod
+    def new_meta(
+        cls,
+        *,
+        rack_name: str,
+        effects: Mapping[str, Sequence[ParamSpec]],
+        preset_group: str,
+        feature_settings: FeatureSettings,
+        dataset_fingerprint: str = "",
+    ) -> dict:
+        """``bundle.json`` content of an empty bundle."""
+        return {
+            "format": BUNDLE_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "rack": rack_name,
+            "preset_group": preset_group,
+            "effect_order": list(effects),
+            "effects": {name: [spec.to_json() for spec in specs] for name, specs in effects.items()},
+            "feature_settings": feature_settings.to_json(),
+            "dataset_fingerprint": dataset_fingerprint,
+            "created": _now(),
+            "models": {},
+        }
+
+    @classmethod
+    def open_or_create(cls, path: str | os.PathLike, *, device: str = "cpu", **identity: Any) -> "ModelBundle":
+        """Open the bundle at ``path`` for adding models, creating it when absent.
+
+        ``identity`` are the keyword arguments of ``new_meta``; an existing bundle must
+        match them (rack, effects and specs, preset group, feature settings)."""
+        path = Path(path)
+        wanted = cls.new_meta(**identity)
+        if path.exists() and not path.is_dir():
+            raise BundleError(f"Bundle path '{path}' is a file; give a folder for the model bundle.")
+        if (path / META_FILE).exists():
+            bundle = cls.load(path, device=device, build_models=False)
+            bundle._check_same_identity(wanted)
+            return bundle
+        if path.exists() and any(p.name not in (".lock", ".checkpoints", "logs") for p in path.iterdir()):
+            raise BundleError(
+                f"Folder '{path}' is not empty and holds no {META_FILE}; give a new or existing bundle folder."
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"Cannot create bundle folder '{path}' ({exc.strerror}); choose a writable location.") from None
+        with _locked(path):
+            if not (path / META_FILE).exists():
+                _write_json_atomic(path / META_FILE, wanted)
+        return cls.load(path, device=device, build_models=False)
+
+    def _check_same_identity(self, wanted: Mapping) -> None:
+        where = f"Bundle '{self.path}'"
+        if wanted["rack"] != self.rack_name:
+            raise BundleError(f"{where} is for rack {self.rack_name}, not {wanted['rack']}; use another --out folder.")
+        if wanted["preset_group"] != self.preset_group:
+            raise BundleError(
+                f"{where} is for preset group {self.preset_group}, not {wanted['preset_group']}; use another --out folder."
+            )
+        if FeatureSettings.from_json(wanted["feature_settings"]) != self.feature_settings:
+            raise BundleError(f"{where} was made with other feature settings than this dataset; use another --out folder.")
+        self._check_effects(wanted["effect_order"], wanted["effects"], "this dataset")
+
+    def _check_effects(self, names: Sequence[str], specs: Mapping[str, Sequence[Mapping]], other: str) -> None:
+        where = f"Bundle '{self.path}'"
+        if tuple(names) != self.effect_names:
+            raise BundleError(
+                f"{where} has effects {', '.join(self.effect_names)} but {other} has {', '.join(names)}; "
+                "train a bundle for it."
+            )
+        for name in names:
+            mine = [_spec_key(s) for s in self.meta["effects"][name]]
+            theirs = [_spec_key(s) for s in specs[name]]
+            if mine != theirs:
+                raise BundleError(
+                    f"{where} was trained for other knobs of effect {name} than {other} has; train a bundle for it."
+                )
+
+    # -- loading ----------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike,
+        *,
+        rack: Any = None,
+        device: str = "cpu",
+        feature_settings: FeatureSettings | None = None,
+        build_models: bool = True,
+        threads: int | None = 1,
+    ) -> "ModelBundle":
+        """Load and validate a bundle.
+
+        Parameters
+        ----------
+        rack: a ``Rack``; when given, the bundle must be for its name, effects (order and
+            model-relevant knob specs), sample rate and clip duration.
+        device: torch device for inference (``"cpu"``, ``"cuda"``).
+        feature_settings: when given, must equal the bundle's.
+        build_models: False only checks ``bundle.json`` (training uses it to add models).
+        threads: torch CPU threads during inference (1 is fastest for single examples on
+            a busy machine); ``None`` keeps torch's setting.
+
+        Raises
+        ------
+        BundleError: one sentence on any mismatch, corruption, missing or truncated file.
+        """
+        path = Path(path)
+        meta_path = path / META_FILE
+        if not path.exists():
+            raise BundleError(f"Model bundle '{path}' does not exist; train one with `serumrnn train` or check the path.")
+        if not path.is_dir():
+            raise BundleError(f"Model bundle '{path}' is not a folder; give the bundle folder.")
+        if not meta_path.exists():
+            raise BundleError(f"Model bundle '{path}' has no {META_FILE}; it is not a bundle or was not finished.")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleError(f"{META_FILE} of bundle '{path}' is unreadable or corrupt ({type(exc).__name__}); retrain the bundle.") from None
+        cls._check_meta_shape(path, meta)
+        bundle = cls(path, meta, device=device, threads=threads)
+        if rack is not None:
+            bundle.check_rack(rack)
+        if feature_settings is not None and feature_settings != bundle.feature_settings:
+            raise BundleError(f"Bundle '{path}' was trained with other feature settings than requested; use a matching bundle.")
+        if build_models:
+            for name in meta["models"]:
+                bundle._models[name] = bundle._build(name)
+        return bundle
+
+    @staticmethod
+    def _check_meta_shape(path: Path, meta: Any) -> None:
+        broken = f"{META_FILE} of bundle '{path}'"
+        if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{broken} is not a serumrnn model bundle description; give a bundle folder.")
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise BundleError(
+                f"Bundle '{path}' has format version {meta.get('format_version')}, this serumrnn reads {FORMAT_VERSION}; retrain it."
+            )
+        needed = ("rack", "preset_group", "effect_order", "effects", "feature_settings", "models")
+        missing = [key for key in needed if key not in meta]
+        if missing:
+            raise BundleError(f"{broken} lacks {', '.join(missing)}; the bundle is corrupt, retrain it.")
+        try:
+            FeatureSettings.from_json(meta["feature_settings"])
+            for name in meta["effect_order"]:
+                [ParamSpec.from_json(spec) for spec in meta["effects"][name]]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise BundleError(f"{broken} has invalid effects or feature settings ({exc}); retrain the bundle.") from None
+        if not isinstance(meta["models"], dict):
+            raise BundleError(f"{broken} has no valid model list; retrain the bundle.")
+        for name, entry in meta["models"].items():
+            if not isinstance(name, str) or not _MODEL_NAME.match(name) or not isinstance(entry, dict):
+                raise BundleError(f"{broken} names an invalid model {name!r}; the bundle is corrupt, retrain it.")
+            if entry.get("file") != f"{name}.safetensors":
+                raise BundleError(
+                    f"{broken} points model {name} at file {entry.get('file')!r}, outside its naming scheme; refusing to read it."
+                )
+
+    def check_rack(self, rack: Any) -> None:
+        """Refuse a rack this bundle was not trained for (name, effects, specs, audio settings)."""
+        if rack.name != self.rack_name:
+            raise BundleError(f"Bundle '{self.path}' is for rack {self.rack_name}, not {rack.name}; use a bundle trained for {rack.name}.")
+        specs = {name: [spec.to_json() for spec in rack.effect(name).params] for name in rack.effect_names}
+        self._check_effects(list(rack.effect_names), specs, f"rack {rack.name}")
+        settings = self.feature_settings
+        if int(rack.sample_rate) != settings.sample_rate or float(rack.duration_s) != settings.duration_s:
+            raise BundleError(
+                f"Bundle '{self.path}' expects {settings.sample_rate} Hz, {settings.duration_s:g} s clips but rack "
+                f"{rack.name} renders {rack.sample_rate} Hz, {rack.duration_s:g} s; use a matching bundle."
+            )
+
+    def _read_weights(self, name: str) -> dict:
+        import safetensors.torch
+
+        entry = self.meta["models"][name]
+        file = (self.path / entry["file"]).resolve()
+        if file.parent != self.path.resolve():
+            raise BundleError(f"Bundle '{self.path}' model {name} points outside the bundle folder; refusing to read it.")
+        if not file.exists():
+            raise BundleError(f"Bundle '{self.path}' lists model {name} but its file {entry['file']} is missing; retrain that model.")
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"Cannot read {entry['file']} of bundle '{self.path}' ({exc.strerror}).") from None
+        expected = entry.get("sha256")
+        if expected and _sha256(data) != expected:
+            raise BundleError(
+                f"{entry['file']} of bundle '{self.path}' is corrupt or truncated (checksum mismatch); retrain that model."
+            )
+        try:
+            return safetensors.torch.load(data)
+        except Exception as exc:  # safetensors raises its own error types
+            raise BundleError(
+                f"{entry['file']} of bundle '{self.path}' is not a valid safetensors file ({type(exc).__name__}); retrain that model."
+            ) from None
+
+    def _build(self, name: str):
+        import torch
+
+        from serumrnn.core.models import ModelConfig, build_model
+
+        entry = self.meta["models"][name]
+        try:
+            config = ModelConfig.from_json(entry["config"])
+            task = entry["task"]
+            specs = self.effect_specs[entry["effect"]] if task == "params" else ()
+            model = build_model(task, self.feature_settings, config, specs=specs, n_effects=len(self.effect_names))
+        except (KeyError, TypeError, ValueError, ParameterError) as exc:
+            raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
+        weights = self._read_weights(name)
+        try:
+            model.load_state_dict(weights, strict=True)
+        except RuntimeError:
+            raise BundleError(
+                f"Weights of model {name} in bundle '{self.path}' do not fit its recorded architecture; retrain that model."
+            ) from None
+        model.to(torch.device(self.device)).eval()
+        return model
+
+    # -- writing ----------------------------------------------------------------------
+    def add_model(
+        self,
+        name: str,
+        model: Any,
+        *,
+        task: str,
+        config: Any,
+        effect: str | None = None,
+        metrics: Mapping | None = None,
+        training: Mapping | None = None,
+        dataset_fingerprint: str = "",
+        float16: bool = True,
+    ) -> Path:
+        """Write ``model``'s weights as ``<name>.safetensors`` and record it in
+        ``bundle.json`` (both atomically; a model of the same name is replaced).
+
+        ``float16`` stores floating weights in half precision (half the size; inference
+        converts back to float32)."""
+        import safetensors.torch
+        import torch
+
+        if not _MODEL_NAME.match(name):
+            raise ParameterError(f"Model name {name!r} is not valid; use params-<effect> or selector-<kind>.")
+        if task == "params" and effect not in self.effect_names:
+            raise ParameterError(f"Bundle '{self.path}' has no effect {effect!r}; its effects are {', '.join(self.effect_names)}.")
+        state = {}
+        for key, tensor in model.state_dict().items():
+            tensor = tensor.detach().to("cpu")
+            if float16 and tensor.is_floating_point():
+                tensor = tensor.to(torch.float16)
+            state[key] = tensor.contiguous().clone()
+        file_name = f"{name}.safetensors"
+        # One metadata key only: safetensors orders several keys arbitrarily, and equal weights
+        # should give equal bytes (and checksums).
+        data = safetensors.torch.save(state, metadata={"serumrnn_model": name})
+        write_bytes_atomic(self.path / file_name, data, ".safetensors")
+        entry = {
+            "file": file_name,
+            "task": task,
+            "effect": effect,
+            "size": config.size,
+            "config": config.to_json(),
+            "dtype": "float16" if float16 else "float32",
+            "sha256": _sha256(data),
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            "metrics": dict(metrics or {}),
+            "training": dict(training or {}),
+            "dataset_fingerprint": dataset_fingerprint,
+            "saved": _now(),
+        }
+        with _locked(self.path):
+            # Re-read: another training may have added its model since we opened the bundle.
+            current = json.loads((self.path / META_FILE).read_text())
+            current["models"][name] = entry
+            if dataset_fingerprint and not current.get("dataset_fingerprint"):
+                current["dataset_fingerprint"] = dataset_fingerprint
+            _write_json_atomic(self.path / META_FILE, current)
+        self.meta = current
+        self._models.pop(name, None)
+        return self.path / file_name
+
+    def save(self) -> None:
+        """Rewrite ``bundle.json`` from ``meta`` (atomically)."""
+        with _locked(self.path):
+            _write_json_atomic(self.path / META_FILE, self.meta)
+
+    # -- queries ----------------------------------------------------------------------
+    @property
+    def model_names(self) -> list[str]:
+        return list(self.meta["models"])
+
+    def has_param_model(self, effect: str) -> bool:
+        return param_model_name(effect) in self.meta["models"]
+
+    def has_selector(self, kind: str) -> bool:
+        return selector_model_name(kind) in self.meta["models"]
+
+    def model(self, name: str):
+        """The torch module of model ``name`` (built and cached on first use)."""
+        if name not in self.meta["models"]:
+            raise BundleError(f"Bundle '{self.path}' has no model {name}; it holds {', '.join(self.model_names) or 'none'}.")
+        if name not in self._models:
+            self._models[name] = self._build(name)
+        return self._models[name]
+
+    # -- inference --------------------------------------------------------------------
+    def _check_features(self, features: Features, what: str) -> None:
+        s = self.feature_settings
+        mel_shape, mfcc_shape = (s.n_mels, s.n_frames), (s.n_mfcc, s.n_frames)
+        if tuple(features.db_mel.shape) != mel_shape or tuple(features.mfcc.shape) != mfcc_shape:
+            raise BundleError(
+                f"Features of the {what} have shapes {tuple(features.db_mel.shape)}/{tuple(features.mfcc.shape)} but "
+                f"bundle '{self.path}' expects {mel_shape}/{mfcc_shape}; extract them with the bundle's feature settings."
+            )
+
+    def _pair_arrays(self, current: Features, target: Features) -> tuple[np.ndarray, np.ndarray]:
+        """Two-channel model inputs: mel ``(2, n_mels, n_frames)`` and mfcc ``(2, n_mfcc, n_frames)``."""
+        self._check_features(current, "current sound")
+        self._check_features(target, "target sound")
+        mel = np.stack([current.norm_mel, target.norm_mel]).astype(np.float32, copy=False)
+        mfcc = np.stack([current.mfcc, target.mfcc]).astype(np.float32, copy=False)
+        return mel, mfcc
+
+    def _tensor(self, array: np.ndarray):
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+
+    def predict_knobs(self, effect: str, current: Features, target: Features) -> dict[str, float]:
+        """Knobs of ``effect`` that turn ``current`` toward ``target``: its sampled knobs
+        only; continuous in [0, 1], categorical at the centre of the predicted class."""
+        return self.predict_knobs_batch(effect, [current], [target])[0]
+
+    def predict_knobs_batch(self, effect: str, currents: Sequence[Features], targets: Sequence[Features]) -> list[dict[str, float]]:
+        """``predict_knobs`` for many (current, target) pairs in one forward pass."""
+        import torch
+
+        from serumrnn.core.models import split_specs
+
+        if effect not in self.effect_specs:
+            raise ParameterError(f"Bundle '{self.path}' has no effect {effect!r}; its effects are {', '.join(self.effect_names)}.")
+        if len(currents) != len(targets):
+            raise ParameterError(f"Got {len(currents)} current sounds but {len(targets)} targets; give one target per sound.")
+        if not currents:
+            return []
+        model = self.model(param_model_name(effect))
+        pairs = [self._pair_arrays(c, t) for c, t in zip(currents, targets)]
+        mel = self._tensor(np.stack([p[0] for p in pairs]))
+        mfcc = self._tensor(np.stack([p[1] for p in pairs]))
+        with torch.inference_mode(), _torch_threads(self.threads):
+            continuous, logits = model(mel, mfcc)
+            continuous = continuous.float().clamp(0.0, 1.0).cpu().numpy()
+            classes = [head.argmax(dim=1).cpu().numpy() for head in logits]
+        continuous_specs, categorical_specs = split_specs(self.effect_specs[effect])
+        results = []
+        for row in range(len(pairs)):
+            values = {spec.name: float(continuous[row, i]) for i, spec in enumerate(continuous_specs)}
+            values.update({spec.name: spec.class_knob(int(classes[i][row])) for i, spec in enumerate(categorical_specs)})
+            ordered = [spec.name for spec in self.effect_specs[effect] if spec.name in values]
+            results.append({name: values[name] for name in ordered})
+        return results
+
+    def selector_probabilities(self, kind: str, history: Sequence[Features], applied: Sequence[str],
+                               target: Features) -> np.ndarray:
+        """Probabilities of the NEXT effect, shape ``(n_effects,)`` in rack effect order.
+
+        Parameters
+        ----------
+        kind: ``rnn`` (whole history), ``ni`` (only ``history[0]``, with the applied
+            effects) or ``cnn`` (independent sigmoid per effect from ``history[0]`` and
+            the target; they need not sum to 1).
+        history: features of the initial input, then after each applied effect
+            (``len(history) == len(applied) + 1``).
+        applied: effect names applied so far, in order.
+        target: features of the target.
+        """
+        import torch
+
+        if kind not in SELECTOR_KINDS:
+            raise ParameterError(f"Unknown selector {kind!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+        if len(history) != len(applied) + 1:
+            raise ParameterError(
+                f"History has {len(history)} sounds for {len(applied)} applied effects; give one more sound than effects."
+            )
+        unknown = [name for name in applied if name not in self.effect_names]
+        if unknown:
+            raise ParameterError(f"Bundle '{self.path}' has no effect {unknown[0]!r}; its effects are {', '.join(self.effect_names)}.")
+        model = self.model(selector_model_name(kind))
+        if kind == "cnn":
+            mel, mfcc = self._pair_arrays(history[0], target)
+            with torch.inference_mode(), _torch_threads(self.threads):
+                logits = model(self._tensor(mel[None]), self._tensor(mfcc[None]))
+                return torch.sigmoid(logits.float())[0].cpu().numpy().astype(np.float64)
+        if len(applied) >= len(self.effect_names):
+            raise ParameterError("Every effect has been applied already; there is no next effect to choose.")
+        steps = history if kind == "rnn" else [history[0]] * len(history)
+        pairs = [self._pair_arrays(step, target) for step in steps]
+        one_hot = np.zeros((len(steps), len(self.effect_names) + 1), dtype=np.float32)
+        one_hot[0, 0] = 1.0
+        # Cumulative, as in the training views: step t marks every effect applied before it.
+        for step in range(1, len(steps)):
+            for name in applied[:step]:
+                one_hot[step, 1 + self.effect_names.index(name)] = 1.0
+        mel = self._tensor(np.stack([p[0] for p in pairs])[None])
+        mfcc = self._tensor(np.stack([p[1] for p in pairs])[None])
+        lengths = torch.tensor([len(steps)])
+        with torch.inference_mode(), _torch_threads(self.threads):
+            logits = model(mel, mfcc, self._tensor(one_hot[None]), lengths)
+            probabilities = torch.softmax(logits[0, len(steps) - 1].float(), dim=0)
+        return probabilities.cpu().numpy().astype(np.float64)
+
+    def describe(self) -> list[dict]:
+        """One row per model: name, task, size, dtype, parameters, key metrics, training time."""
+        rows = []
+        for name, entry in self.meta["models"].items():
+            rows.append({
+                "model": name, "task": entry.get("task"), "size": entry.get("size"), "dtype": entry.get("dtype"),
+                "n_parameters": entry.get("n_parameters"), "metrics": entry.get("metrics", {}),
+                "training": entry.get("training", {}),
+            })
+        return rows

@@ -1,0 +1,898 @@
+"""Training loops (DESIGN section 7): parameter models and selectors into a bundle.
+
+- Adam, learning rate 1e-3; batch 128 (parameter models, CNN baseline) or 32
+  (sequence selectors); up to 100 epochs; early stopping with patience 8 on the
+  validation loss; the best weights are restored at the end.
+- Losses: parameter models sum the MSE of the continuous knobs and the cross-entropy of
+  each categorical knob with equal weight; selectors use cross-entropy over the next
+  effect at every valid step; the CNN baseline binary cross-entropy per effect.
+- Reproducible on CPU: the seed fixes the initial weights, and every epoch reseeds the
+  shuffling and dropout from ``(seed, epoch)``, so a resumed run continues exactly as an
+  uninterrupted one would.
+- Checkpoints go to ``<bundle>/.checkpoints/<model>/`` after every epoch: model, best
+  model and Adam state as safetensors (moments and step counts), scalars and history as
+  JSON. Nothing is pickled. The checkpoint is removed once the model is in the bundle.
+- ``max_minutes`` stops a run (even mid-epoch, after a validation pass), keeps the best
+  weights so far and records ``"stopped": "time limit"`` in the bundle.
+- Device: CUDA when available (bf16 autocast, TF32), else CPU. Under ``torchrun`` with
+  ``WORLD_SIZE > 1`` the model is wrapped in DistributedDataParallel (NCCL on CUDA, gloo
+  on CPU), data is sharded with ``DistributedSampler``, losses and metrics are reduced
+  over ranks, and rank 0 alone writes logs, checkpoints and the bundle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+
+from serumrnn.core.audio import atomic_output
+from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_name, write_bytes_atomic
+from serumrnn.core.errors import DatasetError, ParameterError
+from serumrnn.core.features import FeatureSettings
+from serumrnn.core.models import (
+    IGNORE_INDEX,
+    SELECTOR_KINDS,
+    ModelConfig,
+    build_model,
+    model_config,
+    per_step_one_hot,
+    split_specs,
+)
+from serumrnn.core.params import ParamSpec
+
+CHECKPOINT_DIR = ".checkpoints"
+LOG_DIR = "logs"
+
+
+@attrs.define
+class TrainOptions:
+    """Knobs of a training run.
+
+    Parameters
+    ----------
+    epochs: most epochs (the paper: 100).
+    patience: epochs without a validation improvement before stopping (the paper: 8).
+    batch_size: ``None`` takes the paper's (128 parameter models and CNN, 32 sequences).
+    learning_rate: Adam's learning rate.
+    max_minutes: wall-clock bound of this run; the best weights so far are kept.
+    num_workers: DataLoader worker processes; ``None``: 0 on CPU (two cores are busy
+        with the model), up to 8 on CUDA.
+    seed: fixes initial weights, shuffling and dropout.
+    device: ``None`` picks CUDA when available, else CPU.
+    progress: show rich progress bars and per-epoch lines.
+    resume: continue from a matching checkpoint of an interrupted run.
+    float16: store the bundle's weights in half precision.
+    max_batches_per_epoch: cap on training batches per epoch (tests, benchmarks).
+    """
+
+    epochs: int = 100
+    patience: int = 8
+    batch_size: int | None = None
+    learning_rate: float = 1e-3
+    max_minutes: float | None = None
+    num_workers: int | None = None
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+    resume: bool = True
+    float16: bool = True
+    max_batches_per_epoch: int | None = None
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise ParameterError(f"--epochs is {self.epochs}; train for at least 1 epoch.")
+        if self.patience < 1:
+            raise ParameterError(f"Patience is {self.patience}; give at least 1 epoch.")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ParameterError(f"Batch size is {self.batch_size}; give at least 1.")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ParameterError(f"--max-minutes is {self.max_minutes}; give a positive number of minutes.")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ParameterError(f"--workers is {self.num_workers}; give 0 or more.")
+        if not self.learning_rate > 0:
+            raise ParameterError(f"Learning rate is {self.learning_rate}; give a positive number.")
+
+
+# -- tasks: inputs, loss and validation metrics of each model kind ----------------------
+
+
+class _Meter:
+    """Sums of one validation pass, as float64 tensors so ranks can all-reduce them."""
+
+    def __init__(self, sums: dict[str, torch.Tensor]) -> None:
+        self.sums = sums
+
+    def add(self, key: str, value: torch.Tensor | float) -> None:
+        value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
+        self.sums[key] = self.sums[key] + value
+
+    def all_reduce(self) -> None:
+        if _distributed():
+            for key in sorted(self.sums):
+                tensor = self.sums[key].to(_collective_device())
+                torch.distributed.all_reduce(tensor)
+                self.sums[key] = tensor.cpu()
+
+
+class ParamTask:
+    """An effect parameter model: batches of ``ParameterPairs``."""
+
+    kind = "params"
+    default_batch_size = 128
+
+    def __init__(self, specs: Sequence[ParamSpec]) -> None:
+        self.continuous_specs, self.categorical_specs = split_specs(specs)
+
+    def forward(self, model: nn.Module, batch: Mapping) -> Any:
+        return model(batch["mel"], batch["mfcc"])
+
+    def batch_weight(self, batch: Mapping) -> int:
+        return int(batch["mel"].shape[0])
+
+    def loss(self, outputs: Any, batch: Mapping) -> torch.Tensor:
+        continuous, logits = outputs
+        total = continuous.new_zeros((), dtype=torch.float32)
+        if self.continuous_specs:
+            total = total + F.mse_loss(continuous.float(), batch["continuous"].float())
+        for index, head in enumerate(logits):
+            total = total + F.cross_entropy(head.float(), batch["categorical"][:, index].long())
+        return total
+
+    def new_meter(self) -> _Meter:
+        n_cont = len(self.continuous_specs)
+        sums = {
+            "count": torch.zeros((), dtype=torch.float64),
+            "abs_error": torch.zeros(n_cont, dtype=torch.float64),
+            "sq_error": torch.zeros(n_cont, dtype=torch.float64),
+            "target_sum": torch.zeros(n_cont, dtype=torch.float64),
+            "target_sq_sum": torch.zeros(n_cont, dtype=torch.float64),
+        }
+        for index, spec in enumerate(self.categorical_specs):
+            sums[f"correct_{index}"] = torch.zeros((), dtype=torch.float64)
+            sums[f"nll_{index}"] = torch.zeros((), dtype=torch.float64)
+            sums[f"class_counts_{index}"] = torch.zeros(spec.n_classes, dtype=torch.float64)
+        return _Meter(sums)
+
+    def measure(self, meter: _Meter, outputs: Any, batch: Mapping) -> None:
+        continuous, logits = outputs
+        meter.add("count", batch["mel"].shape[0])
+        if self.continuous_specs:
+            target = batch["continuous"].double()
+            error = continuous.double() - target
+            meter.add("abs_error", error.abs().sum(0))
+            meter.add("sq_error", (error**2).sum(0))
+            meter.add("target_sum", target.sum(0))
+            meter.add("target_sq_sum", (target**2).sum(0))
+        for index, head in enumerate(logits):
+            labels = batch["categorical"][:, index].long()
+            meter.add(f"correct_{index}", (head.argmax(1) == labels).sum())
+            meter.add(f"nll_{index}", F.cross_entropy(head.double(), labels, reduction="sum"))
+            meter.add(f"class_counts_{index}", torch.bincount(labels.cpu(), minlength=head.shape[1]).double())
+
+    def metrics(self, meter: _Meter) -> dict:
+        s = meter.sums
+        count = max(float(s["count"]), 1.0)
+        out: dict[str, Any] = {"validation_samples": int(s["count"])}
+        loss = baseline = 0.0
+        if self.continuous_specs:
+            mean = s["target_sum"] / count
+            variance = (s["target_sq_sum"] / count - mean**2).clamp(min=0.0)
+            loss += float((s["sq_error"] / count).mean())
+            # Predicting each knob's mean scores its variance (MSE loss averages over knobs).
+            baseline += float(variance.mean())
+            out["knob_mae"] = {spec.name: float(s["abs_error"][i] / count) for i, spec in enumerate(self.continuous_specs)}
+            out["knob_rmse"] = {
+                spec.name: math.sqrt(float(s["sq_error"][i] / count)) for i, spec in enumerate(self.continuous_specs)
+            }
+            # Predicting a knob's mean has an RMSE equal to the knob's standard deviation.
+            out["knob_rmse_baseline"] = {
+                spec.name: math.sqrt(float(variance[i])) for i, spec in enumerate(self.continuous_specs)
+            }
+        accuracy = {}
+        for index, spec in enumerate(self.categorical_specs):
+            loss += float(s[f"nll_{index}"]) / count
+            frequencies = s[f"class_counts_{index}"] / count
+            baseline += float(-(frequencies[frequencies > 0] * frequencies[frequencies > 0].log()).sum())
+            accuracy[spec.name] = float(s[f"correct_{index}"]) / count
+        if accuracy:
+            out["class_accuracy"] = accuracy
+            out["class_accuracy_baseline"] = {
+                spec.name: float((s[f"class_counts_{i}"] / count).max()) for i, spec in enumerate(self.categorical_specs)
+            }
+        out["validation_loss"] = loss
+        out["baseline_loss"] = baseline
+        return out
+
+
+class SequenceSelectorTask:
+    """SerumRNN or NI: batches of ``SelectionSequences``."""
+
+    default_batch_size = 32
+
+    def __init__(self, kind: str, n_effects: int) -> None:
+        self.kind = kind
+        self.n_effects = n_effects
+
+    def forward(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
+        return model(batch["mel"], batch["mfcc"], batch["applied"], batch["length"])
+
+    def batch_weight(self, batch: Mapping) -> int:
+        return int((batch["labels"] != IGNORE_INDEX).sum())
+
+    def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        return F.cross_entropy(outputs.float().reshape(-1, self.n_effects), batch["labels"].reshape(-1).long(),
+                               ignore_index=IGNORE_INDEX)
+
+    def new_meter(self) -> _Meter:
+        zeros = torch.zeros(self.n_effects, dtype=torch.float64)
+        return _Meter({
+            "nll": torch.zeros((), dtype=torch.float64),
+            "correct_unused": torch.zeros((), dtype=torch.float64),
+            "correct_per_step": zeros.clone(), "count_per_step": zeros.clone(),
+            "label_counts": zeros.clone(),
+        })
+
+    def measure(self, meter: _Meter, outputs: torch.Tensor, batch: Mapping) -> None:
+        labels = batch["labels"].long()
+        valid = labels != IGNORE_INDEX
+        logits = outputs.double()
+        meter.add("nll", F.cross_entropy(logits.reshape(-1, self.n_effects), labels.reshape(-1),
+                                         ignore_index=IGNORE_INDEX, reduction="sum"))
+        correct = (logits.argmax(2) == labels) & valid
+        # As the session uses it: the most probable effect not applied yet.
+        used = torch.cumsum(per_step_one_hot(batch["applied"].double())[..., 1:], dim=1) > 0
+        correct_unused = (logits.masked_fill(used, -math.inf).argmax(2) == labels) & valid
+        meter.add("correct_unused", correct_unused.sum())
+        steps = labels.shape[1]
+        per_step = torch.zeros(self.n_effects, dtype=torch.float64)
+        per_step[:steps] = correct.sum(0).double().cpu()
+        counts = torch.zeros(self.n_effects, dtype=torch.float64)
+        counts[:steps] = valid.sum(0).double().cpu()
+        meter.add("correct_per_step", per_step)
+        meter.add("count_per_step", counts)
+        meter.add("label_counts", torch.bincount(labels[valid].cpu(), minlength=self.n_effects).double())
+
+    def metrics(self, meter: _Meter) -> dict:
+        s = meter.sums
+        total = max(float(s["count_per_step"].sum()), 1.0)
+        frequencies = s["label_counts"] / total
+        positive = frequencies[frequencies > 0]
+        per_step = {
+            str(step + 1): float(s["correct_per_step"][step] / s["count_per_step"][step])
+            for step in range(self.n_effects) if s["count_per_step"][step] > 0
+        }
+        return {
+            "validation_steps": int(total),
+            "validation_loss": float(s["nll"]) / total,
+            "baseline_loss": float(-(positive * positive.log()).sum()),
+            "accuracy": float(s["correct_per_step"].sum()) / total,
+            "accuracy_per_step": per_step,
+            "accuracy_among_unused": float(s["correct_unused"]) / total,
+        }
+
+
+class MultiLabelTask:
+    """The CNN baseline: batches of ``MultiLabelTargets``."""
+
+    kind = "cnn"
+    default_batch_size = 128
+
+    def __init__(self, n_effects: int) -> None:
+        self.n_effects = n_effects
+
+    def forward(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
+        return model(batch["mel"], batch["mfcc"])
+
+    def batch_weight(self, batch: Mapping) -> int:
+        return int(batch["mel"].shape[0])
+
+    def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(outputs.float(), batch["labels"].float())
+
+    def new_meter(self) -> _Meter:
+        return _Meter({
+            "count": torch.zeros((), dtype=torch.float64),
+            "bce": torch.zeros((), dtype=torch.float64),
+            "correct_labels": torch.zeros(self.n_effects, dtype=torch.float64),
+            "exact": torch.zeros((), dtype=torch.float64),
+            "positives": torch.zeros(self.n_effects, dtype=torch.float64),
+        })
+
+    def measure(self, meter: _Meter, outputs: torch.Tensor, batch: Mapping) -> None:
+        labels = batch["labels"].double()
+        logits = outputs.double()
+        predicted = (logits > 0).double()
+        meter.add("count", labels.shape[0])
+        meter.add("bce", F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / self.n_effects)
+        meter.add("correct_labels", (predicted == labels).double().sum(0))
+        meter.add("exact", (predicted == labels).all(1).double().sum())
+        meter.add("positives", labels.sum(0))
+
+    def metrics(self, meter: _Meter) -> dict:
+        s = meter.sums
+        count = max(float(s["count"]), 1.0)
+        rate = (s["positives"] / count).clamp(1e-12, 1 - 1e-12)
+        baseline = float((-(rate * rate.log() + (1 - rate) * (1 - rate).log())).mean())
+        return {
+            "validation_samples": int(s["count"]),
+            "validation_loss": float(s["bce"]) / count,
+            "baseline_loss": baseline,
+            "label_accuracy": float(s["correct_labels"].sum()) / (count * self.n_effects),
+            "exact_set_accuracy": float(s["exact"]) / count,
+        }
+
+
+# -- distributed helpers -----------------------------------------------------------------
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def _rank() -> int:
+    return torch.distributed.get_rank() if _distributed() else 0
+
+
+def _world_size() -> int:
+    return torch.distributed.get_world_size() if _distributed() else 1
+
+
+def _collective_device() -> torch.device:
+    if _distributed() and torch.distributed.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def init_distributed() -> bool:
+    """Join the process group when launched by ``torchrun`` with ``WORLD_SIZE > 1``.
+    Returns True when training is distributed."""
+    if _distributed():
+        return True
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    torch.distributed.init_process_group(backend=backend)
+    return True
+
+
+def _all_reduce_sum(values: Sequence[float]) -> list[float]:
+    if not _distributed():
+        return list(values)
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=_collective_device())
+    torch.distributed.all_reduce(tensor)
+    return tensor.cpu().tolist()
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    """``requested``, else CUDA (this rank's GPU under torchrun) when available, else CPU."""
+    if requested:
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise ParameterError(f"Unknown device {requested!r}; use cpu or cuda.") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ParameterError("CUDA was requested but no GPU is available here; use --device cpu.")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+# -- checkpoints (safetensors + JSON, never pickles) --------------------------------------
+
+
+def _save_tensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> None:
+    import safetensors.torch
+
+    data = safetensors.torch.save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})
+    with atomic_output(path, suffix=".safetensors") as temp:
+        temp.write_bytes(data)
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    import safetensors.torch
+
+    return safetensors.torch.load(path.read_bytes())
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Adam state split into tensors (``state.<param>.<key>``) and JSON scalars."""
+    state = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {}
+    for param_id, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"state.{param_id}.{key}"] = value
+            else:
+                scalars[f"state.{param_id}.{key}"] = value
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()} for group in state["param_groups"]]
+    return tensors, {"scalars": scalars, "param_groups": groups}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: Mapping[str, torch.Tensor], info: Mapping) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(info["scalars"].items()):
+        _, param_id, key = name.split(".", 2)
+        state.setdefault(int(param_id), {})[key] = value
+    groups = [{k: (tuple(v) if k == "betas" else v) for k, v in group.items()} for group in info["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+class _Checkpoint:
+    """Per-epoch checkpoint of one model: ``state.json`` is the commit point and names the
+    epoch-stamped weight files, so a kill mid-write never mixes two epochs."""
+
+    def __init__(self, folder: Path, identity: Mapping) -> None:
+        self.folder = folder
+        self.identity = json.loads(json.dumps(identity))
+
+    def load(self) -> dict | None:
+        state_file = self.folder / "state.json"
+        if not state_file.exists():
+            return None
+        try:
+            state = json.loads(state_file.read_text())
+            if state.get("identity") != self.identity:
+                return None
+            state["model"] = _load_tensors(self.folder / state["model_file"])
+            state["best"] = _load_tensors(self.folder / state["best_file"])
+            state["optimizer_tensors"] = _load_tensors(self.folder / state["optimizer_file"])
+        except Exception:
+            return None  # a damaged checkpoint: start over rather than fail
+        return state
+
+    def save(self, epoch: int, model: nn.Module, best: Mapping[str, torch.Tensor], optimizer: torch.optim.Optimizer,
+             progress_state: Mapping) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        names = {"model_file": f"model-{epoch}.safetensors", "best_file": f"best-{epoch}.safetensors",
+                 "optimizer_file": f"optimizer-{epoch}.safetensors"}
+        _save_tensors(self.folder / names["model_file"], model.state_dict())
+        _save_tensors(self.folder / names["best_file"], best)
+        tensors, info = _optimizer_tensors(optimizer)
+        _save_tensors(self.folder / names["optimizer_file"], tensors)
+        state = {"identity": self.identity, "epoch": epoch, "optimizer": info, **names, **progress_state}
+        with atomic_output(self.folder / "state.json", suffix=".json") as temp:
+            temp.write_text(json.dumps(state))
+        for old in self.folder.glob("*.safetensors"):
+            if old.name not in names.values():
+                old.unlink(missing_ok=True)
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            self.folder.parent.rmdir()  # only when no other model is checkpointing
+
+
+# -- the training loop -------------------------------------------------------------------
+
+
+@attrs.frozen
+class FitResult:
+    """What ``fit`` returns: the best weights (already loaded into the model), the
+    validation metrics at those weights, and how the run went."""
+
+    metrics: dict
+    history: list[dict]
+    best_epoch: int
+    epochs_run: int
+    stopped: str
+    seconds: float
+    samples_per_s: float
+    device: str
+
+
+def _loader(dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torch.Generator | None,
+            num_workers: int, device: torch.device, seed: int) -> tuple[DataLoader, Any]:
+    from torch.utils.data.distributed import DistributedSampler
+
+    if _distributed():
+        sampler: Any = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    elif shuffle:
+        sampler = RandomSampler(dataset, generator=generator)
+    else:
+        sampler = SequentialSampler(dataset)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+        pin_memory=device.type == "cuda", persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None, generator=generator,
+    )
+    return loader, sampler
+
+
+def _to_device(batch: Mapping, device: torch.device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def _evaluate(task: Any, model: nn.Module, loader: DataLoader, device: torch.device, autocast: Callable) -> Any:
+    meter = task.new_meter()
+    model.eval()
+    with torch.inference_mode(), autocast():
+        for batch in loader:
+            batch = _to_device(batch, device)
+            task.measure(meter, task.forward(model, batch), batch)
+    meter.all_reduce()
+    return meter
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
+def fit(
+    task: Any,
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    *,
+    options: TrainOptions,
+    work_dir: Path | None = None,
+    log_path: Path | None = None,
+    identity: Mapping | None = None,
+    title: str = "model",
+) -> FitResult:
+    """Train ``model`` on ``train_set`` with early stopping on ``val_set``.
+
+    Parameters
+    ----------
+    task: a ``ParamTask``, ``SequenceSelectorTask`` or ``MultiLabelTask``.
+    work_dir: checkpoint folder (resume); ``None`` keeps no checkpoint.
+    log_path: where the per-epoch CSV log goes (rank 0).
+    identity: what must match for a checkpoint to be resumed (task, size, data, seed).
+
+    Returns
+    -------
+    ``FitResult``; the model holds the best weights.
+    """
+    options.check()
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DatasetError(f"The {title} training or validation split is empty; generate more chains.")
+    distributed = init_distributed()
+    device = pick_device(options.device)
+    main = _rank() == 0
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+
+    def autocast():
+        if device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    model.to(device)
+    trained = model
+    if distributed:
+        trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.Adam(model.parameters(), lr=options.learning_rate)
+    batch_size = options.batch_size or task.default_batch_size
+    workers = options.num_workers if options.num_workers is not None else (min(8, os.cpu_count() or 1) if device.type == "cuda" else 0)
+    shuffle_generator = torch.Generator()
+    train_loader, train_sampler = _loader(train_set, batch_size, shuffle=True, generator=shuffle_generator,
+                                          num_workers=workers, device=device, seed=options.seed)
+    val_loader, _ = _loader(val_set, batch_size * 2, shuffle=False, generator=None, num_workers=workers,
+                            device=device, seed=options.seed)
+
+    checkpoint = _Checkpoint(work_dir, {**(identity or {}), "batch_size": batch_size, "world_size": _world_size()}) if work_dir else None
+    history: list[dict] = []
+    best_state = _cpu_state(model)
+    best_loss, best_epoch, bad_epochs, start_epoch, elapsed_before = math.inf, 0, 0, 0, 0.0
+    if checkpoint and options.resume:
+        saved = checkpoint.load()
+        if saved is not None:
+            model.load_state_dict(saved["model"])
+            _restore_optimizer(optimizer, saved["optimizer_tensors"], saved["optimizer"])
+            best_state = saved["best"]
+            best_loss, best_epoch, bad_epochs = saved["best_loss"], saved["best_epoch"], saved["bad_epochs"]
+            start_epoch, history, elapsed_before = saved["epoch"], saved["history"], saved["seconds"]
+            if main and options.progress:
+                _console().print(f"[cyan]{title}[/]: resuming after epoch {start_epoch} (best validation loss {best_loss:.4f})")
+
+    started = time.monotonic()
+    deadline = started + options.max_minutes * 60 if options.max_minutes else None
+    stopped = "early stopping" if bad_epochs >= options.patience else "max epochs"
+    samples_total, train_seconds = 0, 0.0
+    n_batches = len(train_loader) if options.max_batches_per_epoch is None else min(len(train_loader), options.max_batches_per_epoch)
+    progress = _progress() if (main and options.progress) else None
+    with progress or contextlib.nullcontext():
+        epoch = start_epoch
+        while epoch < options.epochs and bad_epochs < options.patience:
+            epoch += 1
+            # Reseed per epoch, so a resumed run continues exactly like an uninterrupted one.
+            shuffle_generator.manual_seed(options.seed * 1_000_003 + epoch)
+            torch.manual_seed(options.seed * 1_000_003 + epoch + 7919 * _rank())
+            if distributed:
+                train_sampler.set_epoch(epoch)
+            trained.train()
+            epoch_start = time.monotonic()
+            loss_sum, weight_sum, samples, timed_out = 0.0, 0, 0, False
+            bar = progress.add_task(f"{title} epoch {epoch}", total=n_batches, samples=0.0) if progress else None
+            for index, batch in enumerate(train_loader):
+                if index >= n_batches:
+                    break
+                batch = _to_device(batch, device)
+                with autocast():
+                    loss = task.loss(task.forward(trained, batch), batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                weight = task.batch_weight(batch)
+                loss_sum += float(loss.detach()) * weight
+                weight_sum += weight
+                samples += int(batch["mel"].shape[0])
+                if progress is not None:
+                    rate = samples * _world_size() / max(time.monotonic() - epoch_start, 1e-9)
+                    progress.update(bar, advance=1, samples=rate)
+                if deadline is not None:
+                    late = _all_reduce_sum([float(time.monotonic() > deadline)])[0] > 0
+                    if late:
+                        timed_out = True
+                        break
+            epoch_seconds = time.monotonic() - epoch_start
+            if progress is not None:
+                progress.remove_task(bar)
+            loss_sum, weight_sum, samples = _all_reduce_sum([loss_sum, weight_sum, samples])
+            train_loss = loss_sum / max(weight_sum, 1)
+            meter = _evaluate(task, model if not distributed else trained.module, val_loader, device, autocast)
+            val_loss = task.metrics(meter)["validation_loss"]
+            improved = val_loss < best_loss
+            if improved:
+                best_loss, best_epoch, bad_epochs = val_loss, epoch, 0
+                best_state = _cpu_state(model)
+            else:
+                bad_epochs += 1
+            samples_total += int(samples)
+            train_seconds += epoch_seconds
+            row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "best_val_loss": best_loss,
+                   "improved": improved, "samples_per_s": samples / max(epoch_seconds, 1e-9),
+                   "epoch_seconds": epoch_seconds, "partial": timed_out}
+            history.append(row)
+            elapsed = time.monotonic() - started
+            if main:
+                if checkpoint:
+                    checkpoint.save(epoch, model, best_state, optimizer, {
+                        "best_loss": best_loss, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
+                        "history": history, "seconds": elapsed_before + elapsed,
+                    })
+                if log_path:
+                    _write_log(log_path, history)
+                if options.progress:
+                    left = options.epochs - epoch
+                    eta = elapsed / max(epoch - start_epoch, 1) * left
+                    if deadline is not None:
+                        eta = min(eta, max(deadline - time.monotonic(), 0.0))
+                    _console().print(
+                        f"[cyan]{title}[/] {epoch:3d}/{options.epochs} train {train_loss:.4f} "
+                        f"val {val_loss:.4f}{' [green]*[/]' if improved else '  '} "
+                        f"{row['samples_per_s']:,.0f}/s {epoch_seconds:.0f}s ETA {_clock(eta)}",
+                        soft_wrap=True,
+                    )
+            if timed_out:
+                stopped = "time limit"
+                break
+            if bad_epochs >= options.patience:
+                stopped = "early stopping"
+    model.load_state_dict(best_state)
+    meter = _evaluate(task, model, val_loader, device, autocast) if not distributed else _evaluate(
+        task, trained.module, val_loader, device, autocast)
+    metrics = task.metrics(meter)
+    seconds = elapsed_before + time.monotonic() - started
+    return FitResult(
+        metrics=metrics, history=history, best_epoch=best_epoch, epochs_run=len(history), stopped=stopped,
+        seconds=seconds, samples_per_s=samples_total / max(train_seconds, 1e-9), device=str(device),
+    )
+
+
+def _write_log(path: Path, history: Sequence[Mapping]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(history[0]), lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    write_bytes_atomic(path, text.getvalue().encode(), ".csv")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+_CONSOLE = None
+
+
+def _console():
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console(stderr=True)
+    return _CONSOLE
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[samples]:,.0f} samples/s"), TimeRemainingColumn(),
+        console=_console(), transient=True,
+    )
+
+
+# -- into a bundle -----------------------------------------------------------------------
+
+
+@attrs.frozen
+class BundleIdentity:
+    """What a bundle is for: rack, effects (ordered, with specs), preset group, feature
+    settings and the training data's fingerprint."""
+
+    rack_name: str
+    effects: dict[str, tuple[ParamSpec, ...]]
+    preset_group: str
+    feature_settings: FeatureSettings
+    dataset_fingerprint: str = ""
+
+    @property
+    def effect_names(self) -> tuple[str, ...]:
+        return tuple(self.effects)
+
+    def bundle_kwargs(self) -> dict:
+        return {"rack_name": self.rack_name, "effects": self.effects, "preset_group": self.preset_group,
+                "feature_settings": self.feature_settings, "dataset_fingerprint": self.dataset_fingerprint}
+
+    @classmethod
+    def from_dataset_meta(cls, meta: Mapping) -> "BundleIdentity":
+        """From a dataset's parsed ``dataset.json``."""
+        try:
+            config = meta.get("config", {})
+            order = config.get("effects") or list(meta["effects"])
+            effects = {name: tuple(ParamSpec.from_json(s) for s in meta["effects"][name]) for name in order}
+            return cls(
+                rack_name=str(config.get("rack", meta.get("rack", ""))),
+                effects=effects,
+                preset_group=str(config.get("group", meta.get("group", ""))),
+                feature_settings=FeatureSettings.from_json(meta["features"]),
+                dataset_fingerprint=str(meta.get("fingerprint", "")),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DatasetError(f"The dataset description lacks or garbles {exc}; regenerate the dataset.") from None
+
+
+def train_into_bundle(
+    bundle_path: str | os.PathLike,
+    identity: BundleIdentity,
+    task_name: str,
+    train_set: Dataset,
+    val_set: Dataset,
+    *,
+    effect: str | None = None,
+    size: str | ModelConfig = "compact",
+    options: TrainOptions | None = None,
+) -> dict:
+    """Build, train and add one model to a bundle (created when absent).
+
+    ``task_name`` is ``params`` (with ``effect``) or a selector kind (``rnn``, ``ni``,
+    ``cnn``). Returns the model's bundle entry (metrics, training facts).
+    """
+    options = options or TrainOptions()
+    options.check()
+    config = model_config(size)
+    if task_name == "params":
+        if effect not in identity.effects:
+            raise ParameterError(f"Unknown effect {effect!r}; the dataset has {', '.join(identity.effect_names)}.")
+        specs = identity.effects[effect]
+        task: Any = ParamTask(specs)
+        name = param_model_name(effect)
+        if not (task.continuous_specs or task.categorical_specs):
+            raise ParameterError(f"Effect {effect} has no sampled knob; there is nothing to train.")
+    elif task_name in ("rnn", "ni"):
+        specs = ()
+        task = SequenceSelectorTask(task_name, len(identity.effects))
+        name = selector_model_name(task_name)
+    elif task_name == "cnn":
+        specs = ()
+        task = MultiLabelTask(len(identity.effects))
+        name = selector_model_name("cnn")
+    else:
+        raise ParameterError(f"Unknown selector kind {task_name!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+
+    main = _rank() == 0 if _distributed() else int(os.environ.get("RANK", "0")) == 0
+    bundle = ModelBundle.open_or_create(bundle_path, **identity.bundle_kwargs()) if main else None
+    if _distributed() or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        init_distributed()
+        torch.distributed.barrier()  # rank 0 has created the bundle folder
+    bundle_dir = Path(bundle_path)
+    torch.manual_seed(options.seed)
+    model = build_model(task_name, identity.feature_settings, config, specs=specs, n_effects=len(identity.effects))
+    run_identity = {"model": name, "config": config.to_json(), "seed": options.seed,
+                    "dataset_fingerprint": identity.dataset_fingerprint, "learning_rate": options.learning_rate,
+                    "train_size": len(train_set), "val_size": len(val_set)}
+    work_dir = bundle_dir / CHECKPOINT_DIR / name
+    result = fit(task, model, train_set, val_set, options=options, work_dir=work_dir,
+                 log_path=bundle_dir / LOG_DIR / name / "train_log.csv", identity=run_identity, title=name)
+    entry: dict = {}
+    if _rank() == 0:
+        assert bundle is not None
+        training = {
+            "seconds": round(result.seconds, 2), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+            "stopped": result.stopped, "device": result.device, "world_size": _world_size(),
+            "samples_per_s": round(result.samples_per_s, 1), "train_size": len(train_set), "val_size": len(val_set),
+            "batch_size": options.batch_size or task.default_batch_size, "seed": options.seed,
+            "learning_rate": options.learning_rate, "max_epochs": options.epochs, "patience": options.patience,
+        }
+        bundle.add_model(name, model, task=task_name, effect=effect, config=config, metrics=result.metrics,
+                         training=training, dataset_fingerprint=identity.dataset_fingerprint, float16=options.float16)
+        entry = bundle.meta["models"][name]
+        _Checkpoint(work_dir, {}).remove()
+    if _distributed():
+        torch.distributed.barrier()
+    return entry
+
+
+# -- from a dataset folder ---------------------------------------------------------------
+
+
+def open_dataset(data_dir: str | os.PathLike):
+    """``(reader, identity)`` of a generated dataset folder."""
+    from serumrnn.core.views import DatasetReader
+
+    reader = DatasetReader(data_dir)
+    return reader, BundleIdentity.from_dataset_meta(getattr(reader, "metadata", None) or reader.meta)
+
+
+def train_params(data_dir: str | os.PathLike, effect: str, bundle_path: str | os.PathLike, *,
+                 size: str = "compact", options: TrainOptions | None = None) -> dict:
+    """Train the parameter model of ``effect`` on the dataset at ``data_dir`` into the bundle."""
+    from serumrnn.core.views import ParameterPairs
+
+    reader, identity = open_dataset(data_dir)
+    if effect not in identity.effects:
+        raise ParameterError(f"Unknown effect {effect!r}; the dataset has {', '.join(identity.effect_names)}.")
+    train_set = ParameterPairs(reader, effect, "train")
+    val_set = ParameterPairs(reader, effect, "validation")
+    return train_into_bundle(bundle_path, identity, "params", train_set, val_set, effect=effect, size=size, options=options)
+
+
+def train_selector(data_dir: str | os.PathLike, kind: str, bundle_path: str | os.PathLike, *,
+                   size: str = "compact", options: TrainOptions | None = None) -> dict:
+    """Train selector ``kind`` (``rnn``, ``ni`` or ``cnn``) on the dataset into the bundle."""
+    from serumrnn.core.views import MultiLabelTargets, SelectionSequences
+
+    if kind not in SELECTOR_KINDS:
+        raise ParameterError(f"Unknown selector kind {kind!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+    reader, identity = open_dataset(data_dir)
+    view = MultiLabelTargets if kind == "cnn" else SelectionSequences
+    train_set, val_set = view(reader, "train"), view(reader, "validation")
+    return train_into_bundle(bundle_path, identity, kind, train_set, val_set, size=size, options=options)
+
+
+def set_cpu_threads(threads: int | None) -> None:
+    """Limit torch's intra-op threads (benchmarks, shared machines)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+__all__ = [
+    "BundleIdentity", "FitResult", "MultiLabelTask", "ParamTask", "SequenceSelectorTask", "TrainOptions",
+    "fit", "init_distributed", "open_dataset", "pick_device", "train_into_bundle", "train_params", "train_selector",
+]
