@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench install clean models
 
 install: $(STAMP)
 
@@ -28,6 +28,18 @@ bench: $(STAMP)
 	$(PY) -m pytest -q benchmarks --benchmark-only --benchmark-columns=min,median,max,rounds \
 		--benchmark-json=benchmarks/results/latest.json
 	$(PY) benchmarks/summary.py benchmarks/results/latest.json
+
+# Rebuild the shipped model bundles from scratch (data in ~/.cache/serumrnn, then the
+# bundle files copied into core/bundles/). Wall time on a 2-core CPU: about 45 minutes.
+DATA := $(HOME)/.cache/serumrnn/data
+WORK := $(HOME)/.cache/serumrnn/bundles
+SERUMRNN := $(VENV)/bin/serumrnn
+models: $(STAMP)
+	$(SERUMRNN) generate --group basic --chains-per-combo 24 --seed 0 --out $(DATA)/basic-s0
+	$(SERUMRNN) train params --data $(DATA)/basic-s0 --out $(WORK)/basic --size compact --max-minutes 14 --fresh
+	$(SERUMRNN) train selector --data $(DATA)/basic-s0 --out $(WORK)/basic --kind all --size compact --max-minutes 10 --fresh
+	rm -rf core/bundles/basic && mkdir -p core/bundles/basic
+	cp $(WORK)/basic/bundle.json $(WORK)/basic/*.safetensors core/bundles/basic/
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .benchmarks

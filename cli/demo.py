@@ -30,19 +30,21 @@ def demo_command(
 
     from serumrnn.core import get_plugin_manager
     from serumrnn.core.params import sample_knobs
-    from serumrnn.core.session import check_output_dir, suggest, write_session
+    from serumrnn.core.session import check_output_dir, resolve_bundle, suggest, write_session
 
     check_output_dir(out, replace=True)
     rack = get_plugin_manager().rack("builtin")
+    loaded = resolve_bundle(bundle, rack)
     rng = np.random.default_rng(seed)
-    names = [p.name for p in rack.synth.presets]
+    # Presets of the bundle's group: a group bundle has only seen those.
+    names = list(rack.synth.groups().get(loaded.preset_group, [p.name for p in rack.synth.presets]))
     chosen = preset if preset is not None else names[int(rng.integers(len(names)))]
     rack.synth.preset(chosen)
     order = [str(name) for name in rng.permutation(rack.effect_names)[:effects]]
     hidden = [(name, sample_knobs(rack.effect(name).params, rng)) for name in order]
     target = rack.render(chosen, hidden)
     with console.status(f"Finding the steps from {chosen} to the hidden target...", spinner="dots"):
-        session = suggest(chosen, target, bundle=bundle, selector=selector, seed=seed)
+        session = suggest(chosen, target, bundle=loaded, selector=selector, seed=seed)
 
     truth = Table(title=f"The hidden chain on preset {chosen} (seed {seed})")
     truth.add_column("step", justify="right")
@@ -52,10 +54,12 @@ def demo_command(
         sampled = {spec.name: knobs[spec.name] for spec in effect.sampled_params}
         truth.add_row(str(index), f"{effect.label}. {effect.describe_knobs(sampled)}")
     console.print(truth)
-    print_session(session, title=f"What serumrnn suggests ({selector}, bundle {bundle or 'all'})")
+    print_session(session, title=f"What serumrnn suggests ({selector}, bundle {loaded.path.name}, "
+                                 f"preset group {loaded.preset_group})")
     found = [step.effect for step in session.steps[: session.best_index]]
     hits = len(set(found) & set(order))
-    console.print(f"Effects found: {hits} of {len(order)} hidden ({', '.join(found) or 'none'} vs {', '.join(order)}).")
+    console.print(f"Hidden effects among the kept steps: {hits} of {len(order)} "
+                  f"(kept: {', '.join(found) or 'none'}; hidden: {', '.join(order)}).")
     write_session(session, out, replace=True, extra_json={
         "demo": {"seed": seed, "preset": chosen, "hidden_chain": [{"effect": n, "knobs": k} for n, k in hidden]}
     })

@@ -18,6 +18,7 @@ from serumrnn.core.interfaces import Effect, Preset, Synth
 from serumrnn.core.params import ParamSpec
 from serumrnn.core.rack import Rack, RackSpec
 from serumrnn.core.registry import PluginManager, Registry, get_plugin_manager, reset_plugin_manager
+from serumrnn.core.session import Session, suggest
 
 __all__ = [
     "AudioError",
@@ -34,8 +35,10 @@ __all__ = [
     "RackSpec",
     "Registry",
     "SerumRNNError",
+    "Session",
     "Synth",
     "get_plugin_manager",
     "hookimpl",
     "reset_plugin_manager",
+    "suggest",
 ]

@@ -27,8 +27,27 @@ from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, imp
 from serumrnn.core.rack import Rack
 from serumrnn.core.selectors import SelectionState
 
-DEFAULT_BUNDLE = "all"
 BUNDLES_DIR = Path(__file__).parent / "bundles"
+# The default is the first shipped of these: `all` (every preset group) is the one meant
+# for users' sounds; the group bundles stand in until it ships.
+DEFAULT_BUNDLES = ("all", "basic", "advanced", "modulating")
+
+
+def shipped_bundles() -> list[str]:
+    """Names of the bundles shipped inside the package."""
+    if not BUNDLES_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLES_DIR.iterdir() if (p / "bundle.json").is_file())
+
+
+def default_bundle_name() -> str:
+    shipped = shipped_bundles()
+    for name in DEFAULT_BUNDLES:
+        if name in shipped:
+            return name
+    raise BundleError(
+        "No model bundle is shipped with this installation; train one with `serumrnn train` and pass --bundle PATH."
+    )
 # RMS level both sounds are brought to before a session on user audio (about -18 dBFS).
 TARGET_RMS = 0.125
 # Leading samples quieter than this fraction of the peak (-50 dB) are trimmed.
@@ -223,12 +242,12 @@ def resolve_bundle(bundle: Any, rack: Rack):
     if isinstance(bundle, ModelBundle):
         bundle.check_rack(rack)
         return bundle
-    name = DEFAULT_BUNDLE if bundle is None else str(bundle)
+    name = default_bundle_name() if bundle is None else str(bundle)
     path = Path(name)
-    if not path.exists() and (BUNDLES_DIR / name).exists() and "/" not in name and name not in {".", ".."}:
+    if not path.exists() and name in shipped_bundles():
         path = BUNDLES_DIR / name
     elif not path.exists():
-        shipped = sorted(p.name for p in BUNDLES_DIR.iterdir() if p.is_dir()) if BUNDLES_DIR.exists() else []
+        shipped = shipped_bundles()
         raise BundleError(
             f"No model bundle {name!r}: it is neither a folder nor a shipped bundle "
             f"(shipped: {', '.join(shipped) or 'none'}); train one with `serumrnn train` and pass --bundle PATH."
