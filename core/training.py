@@ -244,6 +244,7 @@ class SequenceSelectorTask:
             "nll": torch.zeros((), dtype=torch.float64),
             "correct_unused": torch.zeros((), dtype=torch.float64),
             "correct_per_step": zeros.clone(), "count_per_step": zeros.clone(),
+            "remaining_per_step": zeros.clone(),
             "label_counts": zeros.clone(),
         })
 
@@ -258,7 +259,15 @@ class SequenceSelectorTask:
         used = torch.cumsum(per_step_one_hot(batch["applied"].double())[..., 1:], dim=1) > 0
         correct_unused = (logits.masked_fill(used, -math.inf).argmax(2) == labels) & valid
         meter.add("correct_unused", correct_unused.sum())
+        # Chains are applied in random order, so any effect the target still lacks is a
+        # right next step: the label of this step or of any later one.
+        later = F.one_hot(labels.clamp(min=0), self.n_effects) * valid.unsqueeze(2)
+        remaining = torch.flip(torch.cumsum(torch.flip(later, [1]), dim=1), [1]) > 0
+        in_remaining = remaining.gather(2, logits.argmax(2, keepdim=True)).squeeze(2) & valid
         steps = labels.shape[1]
+        remaining_per_step = torch.zeros(self.n_effects, dtype=torch.float64)
+        remaining_per_step[:steps] = in_remaining.sum(0).double().cpu()
+        meter.add("remaining_per_step", remaining_per_step)
         per_step = torch.zeros(self.n_effects, dtype=torch.float64)
         per_step[:steps] = correct.sum(0).double().cpu()
         counts = torch.zeros(self.n_effects, dtype=torch.float64)
@@ -283,6 +292,11 @@ class SequenceSelectorTask:
             "accuracy": float(s["correct_per_step"].sum()) / total,
             "accuracy_per_step": per_step,
             "accuracy_among_unused": float(s["correct_unused"]) / total,
+            "accuracy_remaining": float(s["remaining_per_step"].sum()) / total,
+            "accuracy_remaining_per_step": {
+                str(step + 1): float(s["remaining_per_step"][step] / s["count_per_step"][step])
+                for step in range(self.n_effects) if s["count_per_step"][step] > 0
+            },
         }
 
 
@@ -884,6 +898,27 @@ def train_selector(data_dir: str | os.PathLike, kind: str, bundle_path: str | os
     view = MultiLabelTargets if kind == "cnn" else SelectionSequences
     train_set, val_set = view(reader, "train"), view(reader, "validation")
     return train_into_bundle(bundle_path, identity, kind, train_set, val_set, size=size, options=options)
+
+
+def evaluate_model(data_dir: str | os.PathLike, bundle_path: str | os.PathLike, name: str, *,
+                   split: str = "validation", batch_size: int = 64) -> dict:
+    """Metrics of bundle model ``name`` (``params-<effect>``, ``selector-<kind>``) on a
+    dataset split, as recorded at training time."""
+    from serumrnn.core.views import MultiLabelTargets, ParameterPairs, SelectionSequences
+
+    reader, identity = open_dataset(data_dir)
+    bundle = ModelBundle.load(bundle_path)
+    model = bundle.model(name)
+    entry = bundle.meta["models"][name]
+    if entry["task"] == "params":
+        task: Any = ParamTask(identity.effects[entry["effect"]])
+        dataset: Dataset = ParameterPairs(reader, entry["effect"], split)
+    elif entry["task"] == "cnn":
+        task, dataset = MultiLabelTask(len(identity.effects)), MultiLabelTargets(reader, split)
+    else:
+        task, dataset = SequenceSelectorTask(entry["task"], len(identity.effects)), SelectionSequences(reader, split)
+    loader = DataLoader(dataset, batch_size=batch_size)
+    return task.metrics(_evaluate(task, model, loader, torch.device(bundle.device), contextlib.nullcontext))
 
 
 def set_cpu_threads(threads: int | None) -> None:

@@ -181,3 +181,26 @@ def test_cli_trains_and_refuses_bad_input(dataset, tmp_path):
         result = runner.invoke(app, ["train", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
+
+
+def test_selector_metrics_count_any_remaining_effect():
+    """Order is random, so predicting any effect the target still lacks counts as right
+    for ``accuracy_remaining``; ``accuracy`` wants the labelled one."""
+    import torch
+
+    from serumrnn.core.training import SequenceSelectorTask
+
+    task = SequenceSelectorTask("rnn", 5)
+    labels = torch.tensor([[2, 4, 0, -100, -100]])
+    applied = torch.zeros(1, 5, 6)
+    applied[0, 0, 0], applied[0, 1, 3], applied[0, 2, 5] = 1, 1, 1
+    predicted = torch.tensor([4, 2, 0, 1, 1])  # step 1: 4 remains; step 2: 2 was applied; step 3: right
+    logits = torch.nn.functional.one_hot(predicted, 5).float().unsqueeze(0)
+    logits[0, 1, 4] = 0.5  # step 2's runner-up is its label
+    meter = task.new_meter()
+    task.measure(meter, logits, {"labels": labels, "applied": applied})
+    metrics = task.metrics(meter)
+    assert metrics["accuracy"] == pytest.approx(1 / 3)
+    assert metrics["accuracy_remaining"] == pytest.approx(2 / 3)
+    assert metrics["accuracy_remaining_per_step"] == {"1": 1.0, "2": 0.0, "3": 1.0}
+    assert metrics["accuracy_among_unused"] == pytest.approx(2 / 3)  # step 2 masked to the next best
