@@ -12,13 +12,6 @@ from serumrnn.cli.common import console, friendly_errors, parse_fx, print_json
 
 app = typer.Typer()
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".aiff", ".aif"}
-
-
-def _is_audio_path(text: str) -> bool:
-    path = Path(text)
-    return path.exists() or path.suffix.lower() in AUDIO_SUFFIXES
-
 
 @app.command("render")
 @friendly_errors
@@ -31,11 +24,11 @@ def render_command(
 ) -> None:
     """Render a preset (or audio file) through an effect chain to a WAV file."""
     from serumrnn.core import get_plugin_manager
-    from serumrnn.core.audio import load_audio, write_wav
+    from serumrnn.core.audio import load_audio, looks_like_audio_path, write_wav
 
     the_rack = get_plugin_manager().rack(rack)
     chain = [parse_fx(text, the_rack) for text in fx or []]
-    if _is_audio_path(source):
+    if looks_like_audio_path(source):
         audio_in = load_audio(source, sample_rate=the_rack.sample_rate, duration_s=the_rack.duration_s)
     else:
         the_rack.synth.preset(source)

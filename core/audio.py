@@ -119,6 +119,14 @@ def check_audio(
     return array
 
 
+def looks_like_audio_path(text: str) -> bool:
+    """Whether a command argument means a file rather than a preset name: it exists, or
+    it has a file extension (preset names have none), so a mistyped file name gets the
+    file's error, not an unknown-preset one."""
+    path = Path(text)
+    return path.exists() or bool(path.suffix)
+
+
 def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
     """Trim or zero-pad ``audio`` (shape ``(n,)``) to ``n_samples``."""
     if audio.shape[0] >= n_samples:

@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 import numpy as np
 
-from serumrnn.core.audio import DURATION_S, SAMPLE_RATE, check_audio, is_silent, load_audio, write_wav
+from serumrnn.core.audio import DURATION_S, SAMPLE_RATE, check_audio, load_audio, looks_like_audio_path, write_wav
 from serumrnn.core.errors import AudioError, BundleError, OutputError, ParameterError
 from serumrnn.core.features import Features, LibrosaFeatureExtractor
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
@@ -330,21 +330,11 @@ def run_session(
         effect_name, probability = _most_probable_unused(scores, effect_names, state.applied)
         knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
         chain.append((effect_name, knobs))
-        audio = rack.render(source, chain)
-        features = extractor.extract(audio, rack.sample_rate)
-        metrics = reference.compare(audio, features)
-        better = improvement(previous, metrics[metric], metric) > 0
-        effect = rack.effect(effect_name)
-        session.steps.append(Step(
-            index=len(chain), effect=effect_name, label=effect.label or effect_name, knobs=knobs,
-            physical=_physical(effect, knobs), instruction=instruction_text(len(chain), effect, knobs),
-            probability=probability, audio=audio, features=features, metrics=metrics, better=better,
-            seconds=time.perf_counter() - started,
-        ))
-        state.history = [*state.history, features]
+        step = _render_step(session, source, rack, chain, probability, previous, reference, extractor, started)
+        state.history = [*state.history, step.features]
         state.applied = [*state.applied, effect_name]
-        previous = metrics[metric]
-        if not better:
+        previous = step.metrics[metric]
+        if not step.better:
             bad_steps += 1
             if bad_steps > tolerance:
                 session.stop_reason = (
@@ -369,6 +359,25 @@ def _most_probable_unused(scores: np.ndarray, effect_names: Sequence[str], appli
     raise ParameterError("Every effect has been applied already.")
 
 
+def _render_step(session, source, rack, chain, probability, previous, reference, extractor, started) -> Step:
+    """Render ``source`` through ``chain``, measure it against the target and append the
+    step for the chain's last effect; ``better`` compares with ``previous`` on the session's metric."""
+    effect_name, knobs = chain[-1]
+    audio = rack.render(source, chain)
+    features = extractor.extract(audio, rack.sample_rate)
+    metrics = reference.compare(audio, features)
+    effect = rack.effect(effect_name)
+    step = Step(
+        index=len(chain), effect=effect_name, label=effect.label or effect_name, knobs=knobs,
+        physical=_physical(effect, knobs), instruction=instruction_text(len(chain), effect, knobs),
+        probability=probability, audio=audio, features=features, metrics=metrics,
+        better=improvement(previous, metrics[session.metric], session.metric) > 0,
+        seconds=time.perf_counter() - started,
+    )
+    session.steps.append(step)
+    return step
+
+
 def _run_one_shot(session, source, rack, bundle, selector, state, reference, extractor) -> None:
     """SerumCNN 1S: choose every effect with probability > 0.5 (at least the most
     probable) from the input alone, predict all knobs from the input and target, render
@@ -380,19 +389,10 @@ def _run_one_shot(session, source, rack, bundle, selector, state, reference, ext
                                                           session.target_features)) for i in order]
     previous = session.initial_metrics[session.metric]
     for position in range(1, len(chain) + 1):
-        effect_name, knobs = chain[position - 1]
-        audio = rack.render(source, chain[:position])
-        features = extractor.extract(audio, rack.sample_rate)
-        metrics = reference.compare(audio, features)
-        effect = rack.effect(effect_name)
-        session.steps.append(Step(
-            index=position, effect=effect_name, label=effect.label or effect_name, knobs=knobs,
-            physical=_physical(effect, knobs), instruction=instruction_text(position, effect, knobs),
-            probability=float(scores[order[position - 1]]), audio=audio, features=features, metrics=metrics,
-            better=improvement(previous, metrics[session.metric], session.metric) > 0,
-            seconds=(time.perf_counter() - started) if position == 1 else 0.0,
-        ))
-        previous = metrics[session.metric]
+        # The one-shot decision's time is counted once, on the first step.
+        step = _render_step(session, source, rack, chain[:position], float(scores[order[position - 1]]),
+                            previous, reference, extractor, started if position == 1 else time.perf_counter())
+        previous = step.metrics[session.metric]
     session.stop_reason = "one-shot system: every chosen effect applied at once"
 
 
@@ -439,7 +439,7 @@ def suggest(
     chosen = manager.selectors.get(selector)
     notes: list[str] = []
     source: str | np.ndarray
-    if preset is None and isinstance(input, str) and not Path(input).suffix and not Path(input).exists():
+    if preset is None and isinstance(input, str) and not looks_like_audio_path(input):
         preset = input
     if preset is not None:
         the_rack.synth.preset(preset)

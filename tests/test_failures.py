@@ -152,3 +152,9 @@ def test_full_disk_leaves_nothing(tmp_path, monkeypatch, tone):
     with pytest.raises(OutputError, match="disk is full"):
         write_wav(tmp_path / "x.wav", tone)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_mistyped_file_name_gets_the_file_error_not_a_preset_one(tmp_path):
+    """render and suggest share one rule: an argument with an extension is a file."""
+    assert_clean_failure(invoke("render", tmp_path / "take1.aif", "-o", tmp_path / "o.wav"), "does not exist")
+    assert_clean_failure(invoke("suggest", tmp_path / "take1.aif", tmp_path / "t.wav"), "does not exist")
