@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,9 @@ SAMPLE_RATE = 44100
 DURATION_S = 1.0
 # Below this peak a clip counts as silent (about -100 dBFS).
 SILENCE_PEAK = 1e-5
+# Float files may go past full scale, but not 80 dB past it: such samples are damage, and
+# their spectra overflow float32 into inf/NaN distances.
+MAX_PEAK = 1e4
 
 
 def _describe(path: Path) -> str:
@@ -58,6 +62,7 @@ def load_audio(
         raise AudioError(f"{_describe(path)} is a directory, not an audio file; give a wav, flac, mp3, ogg or aiff file.")
     if path.stat().st_size == 0:
         raise AudioError(f"Audio file {_describe(path)} is empty (0 bytes); give a real recording.")
+    _check_riff_has_data(path)
     try:
         with AudioFile(str(path)) as source:
             native_rate = source.samplerate
@@ -71,13 +76,17 @@ def load_audio(
             data = stream.read(frames)
     except (ValueError, RuntimeError, OSError, EOFError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = reason.replace(f'file "{path}" ', "")  # the decoder repeats the path we already name
         raise AudioError(
             f"Could not read {_describe(path)} as audio ({reason.rstrip('.')}); "
             "give a wav, flac, mp3, ogg or aiff file."
         ) from None
     audio = np.asarray(data, dtype=np.float32)
-    if audio.ndim == 2:
-        audio = audio.mean(axis=0)
+    if audio.size == 0:
+        raise AudioError(f"Audio file {_describe(path)} holds no samples (zero-length audio); give a real recording.")
+    if audio.ndim == 2:  # (channels, frames); inf - inf gives NaN, which check_audio reports
+        with np.errstate(all="ignore"):
+            audio = audio.mean(axis=0)
     return check_audio(audio, name=_describe(path), sample_rate=sample_rate, duration_s=duration_s,
                        allow_silent=allow_silent)
 
@@ -104,19 +113,47 @@ def check_audio(
         array = (array.astype(np.float64) - midpoint) / (info.max - midpoint)
     if array.ndim == 2:
         channel_axis = 0 if array.shape[0] <= array.shape[1] else 1
-        array = array.mean(axis=channel_axis)
+        with np.errstate(all="ignore"):
+            array = array.mean(axis=channel_axis)
     elif array.ndim != 1:
         raise AudioError(f"{name} has shape {array.shape}; give mono (n,) or multichannel (channels, n) audio.")
     if array.size == 0:
         raise AudioError(f"{name} holds no samples (zero-length audio); give a real recording.")
     if not np.all(np.isfinite(array)):
         raise AudioError(f"{name} contains NaN or infinite samples; export it again from your audio tool.")
+    peak = float(np.max(np.abs(array)))
+    if peak > MAX_PEAK:
+        raise AudioError(
+            f"{name} has samples up to {peak:.3g}, {20 * np.log10(peak):.0f} dB past full scale; "
+            "it is damaged or not audio, export it again from your audio tool."
+        )
     array = array.astype(np.float32)
     if duration_s is not None:
         array = fit_length(array, int(round(duration_s * sample_rate)))
     if not allow_silent and is_silent(array):
         raise AudioError(f"{name} is silent; give a sound with audible content.")
     return array
+
+
+def _check_riff_has_data(path: Path) -> None:
+    """Refuse a RIFF/WAVE file that has no ``data`` chunk (a file cut inside its header)
+    before the decoder sees it: pedalboard crashes the whole process on a 64-bit float
+    WAV without one. Reads only the chunk headers."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+            return  # not a WAV file: the decoder decides
+        size = path.stat().st_size
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"data":
+                return
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
+    raise AudioError(
+        f"Audio file {_describe(path)} is a WAV file cut short before its audio data; export it again."
+    )
 
 
 def looks_like_audio_path(text: str) -> bool:
