@@ -48,6 +48,15 @@ def test_mssmae_zero_on_identical_and_analytic_on_doubled(rng):
     assert metrics.mssmae(noise, 2 * noise) == pytest.approx(expected, rel=1e-3)
 
 
+@pytest.mark.parametrize("n_fft", metrics.MSS_FFT_SIZES)
+def test_magnitude_spectrogram_equals_librosa_stft(rng, n_fft):
+    import librosa
+
+    audio = rng.normal(size=(2, 5000)).astype(np.float32)
+    expected = np.abs(librosa.stft(audio, n_fft=n_fft, hop_length=n_fft // 4))
+    np.testing.assert_allclose(metrics.magnitude_spectrogram(audio, n_fft), expected, rtol=1e-4, atol=1e-4)
+
+
 def test_mssmae_uses_75_percent_overlap():
     spectrogram = metrics.magnitude_spectrogram(np.zeros(1024, np.float32), 256)
     assert spectrogram.shape == (129, 1 + 1024 // 64)
