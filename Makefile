@@ -29,18 +29,35 @@ bench: $(STAMP)
 		--benchmark-json=benchmarks/results/latest.json
 	$(PY) benchmarks/summary.py benchmarks/results/latest.json
 
-# Rebuild the shipped model bundles from scratch (data in ~/.cache/serumrnn, then the
-# bundle files copied into core/bundles/). Wall time on a 2-core CPU: about 35 minutes
-# (about 4 minutes per model; the time budgets make the result depend on machine speed).
+# Rebuild the shipped model bundles from scratch: data in ~/.cache/serumrnn/data (N=24
+# chains per preset and effect subset, seed 0), compact models trained with one torch
+# thread under a time budget per command, bundle files copied into core/bundles/<group>.
+# The budgets make the result depend on the machine's speed; each group's wall time is
+# about its two budgets plus ~1-2 minutes of data generation (2-core CPU).
+# `make models` builds every group, `make models-all` just one.
 DATA := $(HOME)/.cache/serumrnn/data
 WORK := $(HOME)/.cache/serumrnn/bundles
 SERUMRNN := $(VENV)/bin/serumrnn
-models: $(STAMP)
-	$(SERUMRNN) generate --group basic --chains-per-combo 24 --seed 0 --out $(DATA)/basic-s0
-	$(SERUMRNN) train params --data $(DATA)/basic-s0 --out $(WORK)/basic --size compact --max-minutes 20 --threads 1 --fresh
-	$(SERUMRNN) train selector --data $(DATA)/basic-s0 --out $(WORK)/basic --kind all --size compact --max-minutes 12 --threads 1 --fresh
-	rm -rf core/bundles/basic && mkdir -p core/bundles/basic
-	cp $(WORK)/basic/bundle.json $(WORK)/basic/*.safetensors core/bundles/basic/
+MODEL_GROUPS := basic advanced modulating all
+PARAM_MINUTES_basic := 20
+SELECTOR_MINUTES_basic := 12
+PARAM_MINUTES_advanced := 12
+SELECTOR_MINUTES_advanced := 8
+PARAM_MINUTES_modulating := 12
+SELECTOR_MINUTES_modulating := 8
+PARAM_MINUTES_all := 24
+SELECTOR_MINUTES_all := 14
+
+models: $(addprefix models-,$(MODEL_GROUPS))
+
+models-%: $(STAMP)
+	$(SERUMRNN) generate --group $* --chains-per-combo 24 --seed 0 --out $(DATA)/$*-s0
+	$(SERUMRNN) train params --data $(DATA)/$*-s0 --out $(WORK)/$* --size compact \
+		--max-minutes $(PARAM_MINUTES_$*) --threads 1 --fresh
+	$(SERUMRNN) train selector --data $(DATA)/$*-s0 --out $(WORK)/$* --kind all --size compact \
+		--max-minutes $(SELECTOR_MINUTES_$*) --threads 1 --fresh
+	rm -rf core/bundles/$* && mkdir -p core/bundles/$*
+	cp $(WORK)/$*/bundle.json $(WORK)/$*/*.safetensors core/bundles/$*/
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .benchmarks
