@@ -62,7 +62,7 @@ def load_audio(
         raise AudioError(f"{_describe(path)} is a directory, not an audio file; give a wav, flac, mp3, ogg or aiff file.")
     if path.stat().st_size == 0:
         raise AudioError(f"Audio file {_describe(path)} is empty (0 bytes); give a real recording.")
-    _check_riff_has_data(path)
+    _check_has_sample_chunk(path)
     try:
         with AudioFile(str(path)) as source:
             native_rate = source.samplerate
@@ -135,24 +135,34 @@ def check_audio(
     return array
 
 
-def _check_riff_has_data(path: Path) -> None:
-    """Refuse a RIFF/WAVE file that has no ``data`` chunk (a file cut inside its header)
-    before the decoder sees it: pedalboard crashes the whole process on a 64-bit float
-    WAV without one. Reads only the chunk headers."""
+# Container magic -> (byte order of chunk sizes, form types, the chunk holding the samples).
+_CHUNKED_CONTAINERS = {
+    b"RIFF": ("<", (b"WAVE",), b"data"),
+    b"RF64": ("<", (b"WAVE",), b"data"),
+    b"FORM": (">", (b"AIFF", b"AIFC"), b"SSND"),
+}
+
+
+def _check_has_sample_chunk(path: Path) -> None:
+    """Refuse a WAV or AIFF file cut before its sample chunk, before the decoder sees
+    it: pedalboard crashes the whole process on a 64-bit float WAV without one, and
+    reads a cut AIFF as silence at a made-up rate. Reads only the chunk headers."""
     with open(path, "rb") as handle:
         head = handle.read(12)
-        if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
-            return  # not a WAV file: the decoder decides
+        container = _CHUNKED_CONTAINERS.get(head[:4]) if len(head) == 12 else None
+        if container is None or head[8:12] not in container[1]:
+            return  # another format: the decoder decides
+        order, _, sample_chunk = container
         size = path.stat().st_size
         offset = 12
         while offset + 8 <= size:
             handle.seek(offset)
-            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
-            if chunk_id == b"data":
+            chunk_id, chunk_size = struct.unpack(order + "4sI", handle.read(8))
+            if chunk_id == sample_chunk:
                 return
             offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     raise AudioError(
-        f"Audio file {_describe(path)} is a WAV file cut short before its audio data; export it again."
+        f"Audio file {_describe(path)} is cut short before its audio data; export it again."
     )
 
 
@@ -195,6 +205,8 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     temp = Path(temp_name)
     try:
         yield temp
+        if temp.exists():  # mkstemp makes it private; the result should read like any file the user makes
+            os.chmod(temp, _new_file_mode())
         os.replace(temp, target)
     except OSError as exc:
         temp.unlink(missing_ok=True)
@@ -205,12 +217,22 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
         raise
 
 
+def _new_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:
     """Write mono float32 audio (shape ``(n_samples,)``) as a 32-bit float WAV, atomically."""
     from pedalboard.io import AudioFile
 
     target = Path(path)
     with atomic_output(target, suffix=".wav") as temp:
-        with AudioFile(str(temp), "w", samplerate=sample_rate, num_channels=1, bit_depth=32) as out:
-            out.write(np.asarray(audio, dtype=np.float32).reshape(1, -1))
+        try:
+            with AudioFile(str(temp), "w", samplerate=sample_rate, num_channels=1, bit_depth=32) as out:
+                out.write(np.asarray(audio, dtype=np.float32).reshape(1, -1))
+        except RuntimeError:
+            # pedalboard reports a failed write (full disk, file-size limit) without its errno.
+            raise OSError(errno.EIO, "the audio writer could not write every sample, the disk may be full") from None
     return target
