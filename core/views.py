@@ -116,12 +116,24 @@ class DatasetReader:
         return table
 
     def _check_shards(self) -> None:
+        """Every shard the manifest names exists, and its arrays (opened as memory maps:
+        only the headers are read) hold the rows the manifest points at. A truncated or
+        foreign array (an object array would need unpickling) is refused here, not
+        halfway through a training run."""
         for shard in np.unique(self._shard_of):
             for path in shard_paths(self.path, f"shard-{int(shard):05d}").values():
                 if not path.exists():
                     raise DatasetError(
                         f"Shard file '{path}' is missing; rerun the same serumrnn generate command to restore it."
                     )
+            mel, mfcc = self._map_shard(int(shard))  # checked, then closed: views open shards lazily
+            rows = self._row_of[self._shard_of == shard]
+            if (mel.dtype != np.float16 or mfcc.dtype != np.float16 or mel.ndim != 3 or mfcc.ndim != 3
+                    or rows.min() < 0 or rows.max() >= min(mel.shape[0], mfcc.shape[0])):
+                raise DatasetError(
+                    f"Shard 'shard-{int(shard):05d}' of dataset '{self.path}' does not hold the rows its manifest "
+                    "names; rerun serumrnn generate in a new directory."
+                )
 
     # -- structure -----------------------------------------------------------------
     def _index_chains(self) -> list[dict]:
@@ -160,18 +172,21 @@ class DatasetReader:
         return chain["renders"][tuple(chain["order"])]
 
     # -- features --------------------------------------------------------------------
+    def _map_shard(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
+        paths = shard_paths(self.path, f"shard-{shard:05d}")
+        try:
+            return (
+                np.load(paths["mel"], mmap_mode="r", allow_pickle=False),
+                np.load(paths["mfcc"], mmap_mode="r", allow_pickle=False),
+            )
+        except (OSError, ValueError):
+            raise DatasetError(
+                f"Shard '{paths['mel'].parent}/shard-{shard:05d}' is missing or corrupt; rerun serumrnn generate."
+            ) from None
+
     def _shard_arrays(self, shard: int) -> tuple[np.ndarray, np.ndarray]:
         if shard not in self._open:
-            paths = shard_paths(self.path, f"shard-{shard:05d}")
-            try:
-                self._open[shard] = (
-                    np.load(paths["mel"], mmap_mode="r", allow_pickle=False),
-                    np.load(paths["mfcc"], mmap_mode="r", allow_pickle=False),
-                )
-            except (OSError, ValueError):
-                raise DatasetError(
-                    f"Shard '{paths['mel'].parent}/shard-{shard:05d}' is missing or corrupt; rerun serumrnn generate."
-                ) from None
+            self._open[shard] = self._map_shard(shard)
         return self._open[shard]
 
     def features(self, render_ids: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
