@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench install clean models
+.PHONY: demo test bench install clean models linux-plugins
 
 install: $(STAMP)
 
@@ -14,14 +14,23 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test,distributed]"
+	$(PIP) install -e ".[test,distributed,vst]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/serumrnn demo
 
-test: $(STAMP)
+test: $(STAMP) linux-plugins
 	$(PY) -m pytest -q tests
+
+# The linux-vst rack's real plugins (Debian/Ubuntu packages), installed when we are root
+# and have apt-get; elsewhere (or offline) their tests skip, except under CI=1.
+LINUX_VST_PACKAGES := zynaddsubfx-vst lsp-plugins-vst dragonfly-reverb-vst
+linux-plugins:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! dpkg -s $(LINUX_VST_PACKAGES) >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LINUX_VST_PACKAGES) >/dev/null) \
+			|| echo "Could not install $(LINUX_VST_PACKAGES); the linux-vst rack tests will skip."; \
+	fi
 
 bench: $(STAMP)
 	mkdir -p benchmarks/results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,6 +14,19 @@ app = typer.Typer()
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 RackOption = Annotated[str, typer.Option("--rack", help="Rack to list.")]
+
+
+def _prepend_plugin_path(folders: list[Path]) -> None:
+    """Search ``folders`` first for plugin files, in this process (SERUMRNN_PLUGIN_PATH)."""
+    import os
+
+    from serumrnn.core.errors import ParameterError
+
+    for folder in folders:
+        if not folder.is_dir():
+            raise ParameterError(f"Plugin folder {folder} does not exist; give a folder that holds plugin files.")
+    current = [part for part in os.environ.get("SERUMRNN_PLUGIN_PATH", "").split(os.pathsep) if part]
+    os.environ["SERUMRNN_PLUGIN_PATH"] = os.pathsep.join([*(str(f) for f in folders), *current])
 
 
 def _manager():
@@ -40,13 +54,22 @@ def plugins_command(as_json: JsonOption = False) -> None:
 
 @app.command("racks")
 @friendly_errors
-def racks_command(as_json: JsonOption = False) -> None:
+def racks_command(
+    as_json: JsonOption = False,
+    plugin_path: Annotated[
+        list[Path] | None,
+        typer.Option("--plugin-path", help="Folder with plugin files, searched first (repeat for more; "
+                     "or set SERUMRNN_PLUGIN_PATH)."),
+    ] = None,
+) -> None:
     """List racks, whether they are available here, and their effects."""
+    if plugin_path:
+        _prepend_plugin_path(plugin_path)
     manager = _manager()
     rows = []
     for spec in manager.racks:
         available, reason = spec.availability()
-        effects = list(manager.rack(spec.name).effect_names) if available else []
+        effects = list(manager.rack(spec.name).effect_names) if available else list(spec.effect_names)
         rows.append({"name": spec.name, "available": available, "reason": reason,
                      "description": spec.description, "effects": effects})
     if as_json:

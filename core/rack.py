@@ -100,10 +100,12 @@ class Rack:
 class RackSpec:
     """How to build a rack, registered through ``serumrnn_register_racks``.
 
-    ``build(manager) -> Rack``; ``availability() -> (available, reason)``.
+    ``build(manager) -> Rack``; ``availability() -> (available, reason)``;
+    ``effect_names``: the rack's effects, for listings where the rack cannot be built.
     """
 
     name: str
     description: str
     build: Callable[[Any], Rack]
     availability: Callable[[], tuple[bool, str]] = lambda: (True, "")
+    effect_names: tuple[str, ...] = attrs.field(default=(), converter=tuple)

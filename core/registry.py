@@ -18,7 +18,7 @@ import pluggy
 from serumrnn.core import hookspecs
 from serumrnn.core.errors import PluginError
 
-DEFAULT_PLUGINS: tuple[str, ...] = ("serumrnn.plugins.builtin",)
+DEFAULT_PLUGINS: tuple[str, ...] = ("serumrnn.plugins.builtin", "serumrnn.plugins.toml_rack")
 
 T = TypeVar("T")
 
