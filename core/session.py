@@ -9,11 +9,12 @@ steps have made the chosen metric worse.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,9 +96,8 @@ class Session:
     @property
     def best_index(self) -> int:
         """Number of steps to keep for the closest sound on the chosen metric (0 = the input)."""
-        values = [self.initial_metrics[self.metric]] + [step.metrics[self.metric] for step in self.steps]
-        order = np.asarray(values) if LOWER_IS_BETTER[self.metric] else -np.asarray(values)
-        return int(np.argmin(order))
+        return best_step_index(self.initial_metrics[self.metric], [step.metrics[self.metric] for step in self.steps],
+                               self.metric)
 
     @property
     def best_metrics(self) -> dict[str, float]:
@@ -147,6 +147,46 @@ class Session:
             "stop_reason": self.stop_reason,
             "notes": self.notes,
         }
+
+
+# -- stopping rule -------------------------------------------------------------------------
+def best_step_index(initial: float, values: Sequence[float], metric: str) -> int:
+    """Number of steps to keep for the closest sound (0 = the input), from the metric's
+    value before any step (``initial``) and after each step (``values``); ties keep fewer steps."""
+    order = np.asarray([initial, *values], dtype=np.float64)
+    return int(np.argmin(order if LOWER_IS_BETTER[metric] else -order))
+
+
+@attrs.define
+class StoppingRule:
+    """Tolerate ``tolerance`` steps that move ``metric`` away from the target, stop at the
+    next one. Feed it the metric after each step with ``after_step``."""
+
+    metric: str
+    tolerance: int
+    previous: float
+    bad_steps: int = 0
+
+    def after_step(self, value: float) -> tuple[bool, bool]:
+        """``(better, stop)``: whether this step got closer than the previous one, and
+        whether the session stops after it."""
+        better = improvement(self.previous, value, self.metric) > 0
+        self.previous = value
+        if not better:
+            self.bad_steps += 1
+        return better, self.bad_steps > self.tolerance
+
+
+def steps_before_stopping(initial: float, values: Sequence[float], metric: str, tolerance: int) -> int:
+    """How many steps of a trajectory (metric after each step: ``values``) a session
+    with ``tolerance`` applies before its stopping rule fires (all when it never does).
+    A session's steps depend only on earlier steps, so this gives the session that
+    ``run_session`` would run with this tolerance."""
+    rule = StoppingRule(metric, tolerance, initial)
+    for applied, value in enumerate(values, start=1):
+        if rule.after_step(value)[1]:
+            return applied
+    return len(values)
 
 
 # -- preparation -------------------------------------------------------------------------
@@ -319,8 +359,7 @@ def run_session(
         return session
 
     chain: list[tuple[str, dict[str, float]]] = []
-    previous = initial[metric]
-    bad_steps = 0
+    rule = StoppingRule(metric, tolerance, initial[metric])
     while len(chain) < len(effect_names):
         started = time.perf_counter()
         scores = np.asarray(selector.probabilities(state), dtype=np.float64)
@@ -330,18 +369,15 @@ def run_session(
         effect_name, probability = _most_probable_unused(scores, effect_names, state.applied)
         knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
         chain.append((effect_name, knobs))
-        step = _render_step(session, source, rack, chain, probability, previous, reference, extractor, started)
+        step = _render_step(session, source, rack, chain, probability, rule.previous, reference, extractor, started)
         state.history = [*state.history, step.features]
         state.applied = [*state.applied, effect_name]
-        previous = step.metrics[metric]
-        if not step.better:
-            bad_steps += 1
-            if bad_steps > tolerance:
-                session.stop_reason = (
-                    f"{bad_steps} step(s) moved {metric.upper()} away from the target "
-                    f"(tolerance {tolerance})"
-                )
-                break
+        if rule.after_step(step.metrics[metric])[1]:
+            session.stop_reason = (
+                f"{rule.bad_steps} step(s) moved {metric.upper()} away from the target "
+                f"(tolerance {tolerance})"
+            )
+            break
     else:
         session.stop_reason = "every effect has been used"
     return session
@@ -487,6 +523,34 @@ def check_output_dir(out_dir: str | os.PathLike, *, replace: bool = False) -> Pa
     return target
 
 
+@contextlib.contextmanager
+def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what: str = "the results") -> Iterator[Path]:
+    """Yield an empty staging folder beside ``out_dir``; once the block succeeds it
+    becomes ``out_dir`` (all or nothing). On any error the staging folder is removed and
+    ``out_dir`` is left as it was. ``replace`` swaps out an existing folder only at the end."""
+    target = check_output_dir(out_dir, replace=replace)
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+    except OSError as exc:
+        raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable --out folder.") from None
+    try:
+        yield staging
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=parent))
+            os.replace(target, old / "previous")
+        os.replace(staging, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(f"Could not write {what} to '{target}' ({exc.strerror}); free space or choose another --out.") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def write_session(
     session: Session, out_dir: str | os.PathLike, *, replace: bool = False,
     extra_json: Mapping[str, Any] | None = None,
@@ -499,13 +563,7 @@ def write_session(
 
     from serumrnn.core.plots import plot_mels
 
-    target = check_output_dir(out_dir, replace=replace)
-    parent = target.parent
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-    except OSError as exc:
-        raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable --out folder.") from None
-    try:
+    with staged_output_dir(out_dir, replace=replace, what="the session") as staging:
         write_wav(staging / "00-input.wav", session.input_audio, session.sample_rate)
         for step in session.steps:
             write_wav(staging / f"{step.index:02d}-{step.effect}.wav", step.audio, session.sample_rate)
@@ -520,17 +578,5 @@ def write_session(
         panels.append(("target", session.target_features.db_mel))
         plot_mels(panels, staging / "progression.png",
                   suptitle=f"From input to target, one effect per step (selector {session.selector})")
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=parent))
-            os.replace(target, old / "previous")
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"Could not write the session to '{target}' ({exc.strerror}); free space or choose another --out.") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return Path(out_dir)
+

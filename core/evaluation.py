@@ -1,0 +1,902 @@
+"""Evaluation of a model bundle on a dataset's held-out split (DESIGN section 9), in the
+shapes of the paper's Tables 2-6 and Figure 4, plus per-step latency.
+
+- Table 2, parameter models: pairs (input = a sub-chain render lacking the effect,
+  target = the full chain) from the split; the output inserts the effect with the
+  predicted knobs at its place in the chain's order. Mean error of input and output
+  against the target for the six metrics.
+- Table 3, selection: teacher forcing on the stored renders of the split. The
+  dataset's chain order is random, so effects that commute make the exact next effect
+  partly unidentifiable: we count both "picks an effect the target still needs" and
+  "picks the exact next effect of the hidden order". SerumCNN: exact effect set and
+  per-label accuracy by number of effects.
+- Tables 4-6, Figure 4, latency: sessions from the preset's dry render to a chain's
+  render, ``pairs / 5`` chains per length 1..5. A session's trajectory with tolerance t
+  is a prefix of the trajectory run without stopping (each step depends only on
+  earlier ones), so every system runs once to the end per pair and the stopping rule
+  (``core.session.steps_before_stopping``, best step kept) is applied afterwards for
+  each tolerance.
+
+Every draw is derived from ``seed`` and the chain ids, and the work is cut into chunks
+planned from them alone, so the figures (not the timings) are identical for any number
+of worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from serumrnn.core import paper_figures as paper
+from serumrnn.core.errors import BundleError, DatasetError, ParameterError
+from serumrnn.core.metrics import METRICS, TABLE_SCALE
+from serumrnn.core.session import best_step_index, staged_output_dir, steps_before_stopping
+
+SYSTEMS: tuple[str, ...] = ("oracle", "rnn", "ni", "cnn", "random", "cnn-1s")
+SYSTEM_LABELS: Mapping[str, str] = {
+    "oracle": "Oracle", "rnn": "SerumRNN", "ni": "SerumRNN NI", "cnn": "SerumCNN", "random": "Random",
+    "cnn-1s": "SerumCNN 1S",
+}
+# Systems that end by themselves (the true chain is done; one shot): no stopping rule,
+# the final sound is their last step, as in the paper.
+NATURAL_END = frozenset({"oracle", "cnn-1s"})
+# Systems with a step-by-step row in Table 3 (teacher forcing); cnn has its own rows.
+STEP_SELECTORS: tuple[str, ...] = ("rnn", "ni", "oracle", "random")
+CHAIN_LENGTHS: tuple[int, ...] = (1, 2, 3, 4, 5)
+MAX_TOLERANCE = 4
+# Parameter-model pairs per worker task: fixed, so batching never depends on --workers.
+PARAM_CHUNK = 16
+NEEDED = "picks an effect the target still needs"
+EXACT = "picks the exact next effect of the hidden order"
+CNN_EXACT_SET = "exact effect set (probability > 0.5), by number of effects"
+CNN_PER_LABEL = "per-effect accuracy, by number of effects"
+PROGRESS_SYSTEMS = {"rnn": 5, "random": 6}  # Table number of each system's progress table
+FILES = {
+    "markdown": "results.md", "json": "summary.json", "figure": "figure4_tolerance.png",
+    "table2": "table2_parameter_models.csv", "table3": "table3_selection.csv", "table4": "table4_systems.csv",
+    "table5": "table5_rnn.csv", "table6": "table6_random.csv", "figure4": "figure4_tolerance.csv",
+    "latency": "latency.csv",
+}
+
+
+@attrs.frozen
+class EvaluationOptions:
+    """pairs: session pairs (Tables 4-6, Figure 4, latency), ``pairs / 5`` per chain
+    length; param_pairs: pairs per effect for Table 2; tolerance and metric: the
+    stopping rule of Tables 4-6; split: the dataset split; workers: processes."""
+
+    pairs: int = 1000
+    param_pairs: int = 1000
+    seed: int = 0
+    metric: str = "mssmae"
+    tolerance: int = 1
+    split: str = "test"
+    workers: int = 1
+    progress: bool = True
+
+    def check(self) -> None:
+        if self.metric not in METRICS:
+            raise ParameterError(f"Unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}.")
+        if self.pairs < len(CHAIN_LENGTHS):
+            raise ParameterError(f"--pairs is {self.pairs}; give at least {len(CHAIN_LENGTHS)} (one per chain length).")
+        if self.param_pairs < 1:
+            raise ParameterError(f"--param-pairs is {self.param_pairs}; give 1 or more pairs per effect.")
+        if not 0 <= self.tolerance <= MAX_TOLERANCE:
+            raise ParameterError(f"Tolerance is {self.tolerance}; give 0 to {MAX_TOLERANCE} bad steps.")
+        if self.workers < 1:
+            raise ParameterError(f"--workers is {self.workers}; give 1 or more worker processes.")
+
+
+# -- results ---------------------------------------------------------------------------------
+def _fmt(value: Any, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _markdown_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str]], digits: int = 2) -> str:
+    """A GitHub Markdown table of ``rows`` with ``(key, header)`` columns."""
+    text_columns = {key for key, _ in columns if any(isinstance(row.get(key), str) for row in rows)}
+    lines = ["| " + " | ".join(header for _, header in columns) + " |",
+             "|" + "|".join("---" if key in text_columns else "---:" for key, _ in columns) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(_fmt(row.get(key), digits) for key, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def _csv_text(rows: Sequence[Mapping]) -> str:
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return buffer.getvalue()
+
+
+STEP_COLUMNS = tuple(f"step_{length}" for length in CHAIN_LENGTHS)
+
+
+@attrs.define
+class EvaluationResult:
+    """All tables as lists of flat rows (the CSV files hold exactly these rows).
+
+    ``meta``: what was evaluated and how (bundle, dataset, split, seed, pair counts,
+    seconds). Metric values are in table units (MSE, MAE, PCC and MSSMAE x 100).
+    Rows whose ``source`` starts with ``paper`` are the paper's figures. ``sessions``:
+    per pair, the hidden chain and each system's effects, steps applied and step kept.
+    """
+
+    meta: dict
+    parameter_models: list[dict]
+    selection: list[dict]
+    systems: list[dict]
+    progress: dict[str, list[dict]]
+    tolerance_curve: list[dict]
+    latency: list[dict]
+    sessions: list[dict] = attrs.field(factory=list)
+
+    def tables(self) -> dict[str, list[dict]]:
+        tables = {"table2": self.parameter_models, "table3": self.selection, "table4": self.systems,
+                  "figure4": self.tolerance_curve, "latency": self.latency}
+        for system, number in PROGRESS_SYSTEMS.items():
+            tables[f"table{number}"] = self.progress.get(system, [])
+        return tables
+
+    def to_json(self) -> dict:
+        return {"meta": self.meta, **{name: rows for name, rows in self.tables().items()}, "sessions": self.sessions}
+
+    def to_csv(self, out_dir: str | os.PathLike) -> list[Path]:
+        """One CSV per table in ``out_dir`` (an existing folder)."""
+        written = []
+        for name, rows in self.tables().items():
+            path = Path(out_dir) / FILES[name]
+            path.write_text(_csv_text(rows))
+            written.append(path)
+        return written
+
+    def to_markdown(self) -> str:
+        meta = self.meta
+        group_title = paper.GROUP_TITLES.get(meta["preset_group"], meta["preset_group"])
+        metric = meta["metric"].upper()
+        parts = [
+            f"## Evaluation of bundle `{meta['bundle_name']}` ({group_title}, rack {meta['rack']})",
+            "",
+            f"Dataset `{meta['dataset']}`, {meta['split']} split ({meta['split_chains']} chains), seed {meta['seed']}; "
+            f"command: `{meta['command']}`. MSE, MAE, PCC and MSSMAE are x 100; lower is closer except PCC. "
+            "Rows marked *paper* are the SerumRNN paper's figures (its preset group in brackets).",
+            "",
+            "### Table 2: effect parameter models",
+            "",
+            f"Mean error against the target of the input (a sub-chain lacking the effect) and of the output "
+            f"(the effect inserted with the predicted knobs), up to {meta['param_pairs']} pairs per effect.",
+            "",
+            _markdown_table(self.parameter_models, [
+                ("effect", "effect"), ("metric", "metric"), ("pairs", "pairs"), ("input", "input"),
+                ("output", "output"), ("delta", "Δ"), ("delta_pct", "Δ%"), ("paper_input", "paper input"),
+                ("paper_output", "paper output"), ("paper_delta", "paper Δ"), ("paper_delta_pct", "paper Δ%"),
+            ]),
+            "",
+            "### Table 3: effect selection accuracy",
+            "",
+            "Teacher forcing on the stored renders; columns are the step number (SerumCNN: the number of "
+            f"effects). *{NEEDED}*: any effect of the hidden chain not applied yet (the primary figure, since "
+            f"effects applied in a random order often commute). *{EXACT}*: the paper's definition. "
+            "*chance* is the exact expectation of a uniform pick among the unused effects.",
+            "",
+            _markdown_table(self.selection, [
+                ("source", "source"), ("system", "system"), ("measure", "measure"),
+                *((column, column.split("_")[1]) for column in STEP_COLUMNS), ("all", "all"), ("n", "n"),
+            ], digits=3),
+            "",
+            "### Table 4: all systems",
+            "",
+            f"Mean error Δ against the target (final - initial) over {meta['session_pairs']} sessions from the "
+            f"preset's dry render to a chain's render (per chain length: {meta['pairs_per_length']}). Stopping "
+            f"rule: tolerate {meta['tolerance']} step(s) that make {metric} worse, keep the best step on {metric}. "
+            "Oracle and SerumCNN 1S end by themselves and keep their last step.",
+            "",
+            _markdown_table(self.systems, [("source", "source"), ("system", "system"),
+                                           *((m, m.upper()) for m in METRICS), ("pairs", "pairs")]),
+        ]
+        for system, number in PROGRESS_SYSTEMS.items():
+            rows = self.progress.get(system)
+            if not rows:
+                continue
+            parts += [
+                "",
+                f"### Table {number}: {SYSTEM_LABELS[system]}, step by step",
+                "",
+                "Initial and final mean error against the target, Δ and Δ% (of the initial mean), and the mean "
+                "Δ of each step over the sessions that applied it (row *sessions*: how many).",
+                "",
+                _markdown_table(rows, [("source", "source"), ("metric", "metric"), ("initial", "init."),
+                                       ("final", "final"), ("delta", "Δ"), ("delta_pct", "Δ%"),
+                                       *((column, f"Δ step {column.split('_')[1]}") for column in STEP_COLUMNS)]),
+            ]
+        curve_rows = []
+        for system in dict.fromkeys(row["system"] for row in self.tolerance_curve):
+            values = {row["tolerance"]: row[meta["metric"]] for row in self.tolerance_curve if row["system"] == system}
+            curve_rows.append({"system": system, **{f"t{t}": values.get(t) for t in range(MAX_TOLERANCE + 1)}})
+        parts += [
+            "",
+            f"### Figure 4: final {metric} Δ against tolerated bad steps",
+            "",
+            f"![final {metric} delta vs tolerated bad steps]({FILES['figure']})",
+            "",
+            _markdown_table(curve_rows, [("system", "system"),
+                                         *((f"t{t}", f"tolerate {t}") for t in range(MAX_TOLERANCE + 1))]),
+            "",
+            "### Latency",
+            "",
+            f"Measured during this run ({meta['workers']} worker process(es), {meta['machine']}). A step is "
+            "selection + knob prediction + render + features + metrics; a session is its set-up plus the steps "
+            f"it applies with tolerance {meta['tolerance']}. The paper reports about "
+            f"{paper.STEP_LATENCY_MS:.0f} ms per step.",
+            "",
+            _markdown_table(self.latency, [
+                ("system", "system"), ("step_median_ms", "step median ms"), ("step_p95_ms", "step p95 ms"),
+                ("steps", "steps"), ("session_median_ms", "session median ms"),
+                ("session_p95_ms", "session p95 ms"), ("sessions", "sessions"),
+            ], digits=1),
+            "",
+        ]
+        if meta.get("notes"):
+            parts += ["Notes:", "", *(f"- {note}" for note in meta["notes"]), ""]
+        return "\n".join(parts)
+
+    def plot_tolerance(self, path: str | os.PathLike) -> Path:
+        """Figure 4 as PNG: mean final Δ of the stopping metric against tolerated bad steps."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from serumrnn.core.audio import atomic_output
+
+        metric = self.meta["metric"]
+        figure, axis = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
+        for system in dict.fromkeys(row["system"] for row in self.tolerance_curve):
+            rows = [row for row in self.tolerance_curve if row["system"] == system]
+            style = "--" if system in NATURAL_END else "-"
+            axis.plot([row["tolerance"] for row in rows], [row[metric] for row in rows], style, marker="o",
+                      label=SYSTEM_LABELS.get(system, system) + (" (no stopping rule)" if style == "--" else ""))
+        axis.set_xticks(range(MAX_TOLERANCE + 1))
+        axis.set_xlabel("tolerated bad steps")
+        axis.set_ylabel(f"mean final Δ {metric.upper()}" + (" (x100)" if TABLE_SCALE[metric] != 1 else ""))
+        axis.set_title(f"Final error Δ vs tolerated bad steps ({self.meta['bundle_name']}, "
+                       f"{self.meta['session_pairs']} pairs)", fontsize=10)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+        with atomic_output(Path(path), suffix=".png") as temp:
+            figure.savefig(temp, dpi=110, format="png")
+        plt.close(figure)
+        return Path(path)
+
+    def write(self, out_dir: str | os.PathLike, *, replace: bool = False) -> Path:
+        """Markdown, CSV, JSON and the PNG into ``out_dir``, all or nothing."""
+        with staged_output_dir(out_dir, replace=replace, what="the evaluation") as staging:
+            self.to_csv(staging)
+            self.plot_tolerance(staging / FILES["figure"])
+            (staging / FILES["markdown"]).write_text(self.to_markdown())
+            (staging / FILES["json"]).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return Path(out_dir)
+
+
+# -- opening and checking ------------------------------------------------------------------------
+def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, split: str = "test"):
+    """``(reader, rack, bundle)`` after checking that they belong together: the
+    dataset's rack exists, the bundle is for it (effects, knobs, audio settings) and for
+    the dataset's feature settings, every parameter model is there, and the split has chains."""
+    from serumrnn.core.features import FeatureSettings
+    from serumrnn.core.registry import get_plugin_manager
+    from serumrnn.core.session import resolve_bundle
+    from serumrnn.core.views import DatasetReader
+
+    reader = DatasetReader(data_dir)
+    rack = get_plugin_manager().rack(reader.metadata["config"]["rack"])
+    dataset_specs = {name: [spec.to_json() for spec in reader.specs[name]] for name in reader.effect_names}
+    rack_specs = {name: [spec.to_json() for spec in rack.effect(name).params] for name in rack.effect_names}
+    if tuple(reader.effect_names) != rack.effect_names or dataset_specs != rack_specs:
+        raise DatasetError(
+            f"Dataset '{reader.path}' was generated with other effects or knobs than rack {rack.name} has now; "
+            "generate it again."
+        )
+    bundle = resolve_bundle(str(bundle_path), rack)
+    if FeatureSettings.from_json(reader.metadata["features"]) != bundle.feature_settings:
+        raise BundleError(
+            f"Bundle '{bundle.path}' was trained with other feature settings than dataset '{reader.path}'; "
+            "evaluate it on a dataset made with its settings."
+        )
+    missing = [name for name in rack.effect_names if not bundle.has_param_model(name)]
+    if missing:
+        raise BundleError(
+            f"Bundle '{bundle.path}' has no parameter model for {', '.join(missing)}; train it with "
+            "`serumrnn train params --effect all`."
+        )
+    if not any(chain["order"] for chain in reader.chains_in(split)):
+        raise DatasetError(
+            f"Dataset '{reader.path}' has no chains in its {split} split; generate a larger dataset "
+            "(more --chains-per-combo) to evaluate on."
+        )
+    return reader, rack, bundle
+
+
+def chain_seed(seed: int, chain_id: str) -> int:
+    """A per-chain seed from the run's seed and the chain id (random draws per pair)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(chain_id.encode())]).generate_state(1)[0])
+
+
+def _chain_payload(chain: Mapping) -> dict:
+    return {"chain_id": chain["chain_id"], "preset": chain["preset"], "order": list(chain["order"]),
+            "knobs": {name: dict(chain["knobs"][name]) for name in chain["order"]}}
+
+
+def _chain_of(payload: Mapping, effects: Sequence[str] | None = None) -> list[tuple[str, dict]]:
+    """The chain's ``(effect, knobs)`` in order, restricted to ``effects`` when given."""
+    return [(name, payload["knobs"][name]) for name in payload["order"] if effects is None or name in effects]
+
+
+# -- worker processes ------------------------------------------------------------------------
+_worker: dict[str, Any] = {}
+_WORKER_PRELOAD = ("serumrnn.core.evaluation", "serumrnn.core.session", "serumrnn.core.bundle",
+                   "serumrnn.core.registry", "librosa", "scipy.fft", "pedalboard", "torch")
+
+
+def _init_worker(bundle_path: str, rack_name: str, metric: str) -> None:
+    """Load the rack and bundle once per worker process, single-threaded BLAS."""
+    from serumrnn.core.bundle import ModelBundle
+    from serumrnn.core.dataset import _single_threaded
+    from serumrnn.core.features import LibrosaFeatureExtractor
+    from serumrnn.core.registry import get_plugin_manager
+
+    manager = get_plugin_manager()
+    rack = manager.rack(rack_name)
+    limits = _single_threaded()
+    limits.__enter__()  # for the worker's lifetime
+    _worker.update(rack=rack, bundle=ModelBundle.load(bundle_path, rack=rack), manager=manager,
+                   extractor=LibrosaFeatureExtractor(), metric=metric, limits=limits)
+
+
+def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
+    """Table 2 for a chunk of one effect's pairs: per pair ``[input metrics, output
+    metrics]`` against the target, in ``METRICS`` order."""
+    from serumrnn.core.metrics import MetricReference
+
+    rack, bundle, extractor = _worker["rack"], _worker["bundle"], _worker["extractor"]
+    effect = task["effect"]
+    references: dict[str, MetricReference] = {}
+    inputs = []
+    for chain, applied in task["items"]:
+        if chain["chain_id"] not in references:
+            target = rack.render(chain["preset"], _chain_of(chain))
+            references[chain["chain_id"]] = MetricReference(target, extractor.extract(target, rack.sample_rate))
+        audio = rack.render(chain["preset"], _chain_of(chain, applied))
+        inputs.append((audio, extractor.extract(audio, rack.sample_rate)))
+    references_in_order = [references[chain["chain_id"]] for chain, _ in task["items"]]
+    predicted = bundle.predict_knobs_batch(effect, [features for _, features in inputs],
+                                           [reference.features for reference in references_in_order])
+    results = []
+    for (chain, applied), (audio, features), reference, knobs in zip(task["items"], inputs, references_in_order,
+                                                                      predicted):
+        output_chain = [(name, knobs if name == effect else values)
+                        for name, values in _chain_of(chain, [*applied, effect])]
+        output = rack.render(chain["preset"], output_chain)
+        before = reference.compare(audio, features)
+        after = reference.compare(output, extractor.extract(output, rack.sample_rate))
+        results.append([[before[m] for m in METRICS], [after[m] for m in METRICS]])
+    return results
+
+
+def _session_pair(task: Mapping) -> dict:
+    """Every system's full trajectory (no stopping) on one pair: metrics before and after
+    each step, the chosen effects, and the time of each step and of the set-up."""
+    from serumrnn.core.session import run_session
+
+    rack, bundle, extractor, manager = _worker["rack"], _worker["bundle"], _worker["extractor"], _worker["manager"]
+    chain = task["chain"]
+    target = rack.render(chain["preset"], _chain_of(chain))
+    records = {}
+    for system in task["systems"]:
+        selector = manager.selectors.get(system)
+        started = time.perf_counter()
+        session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector,
+                              metric=_worker["metric"], tolerance=len(rack.effect_names),
+                              true_chain=chain["order"] if selector.needs_true_chain else None,
+                              seed=task["seed"], extractor=extractor)
+        total = time.perf_counter() - started
+        seconds = [step.seconds for step in session.steps]
+        records[system] = {
+            "initial": [session.initial_metrics[m] for m in METRICS],
+            "steps": [[step.metrics[m] for m in METRICS] for step in session.steps],
+            "effects": [step.effect for step in session.steps],
+            "seconds": seconds,
+            "setup_seconds": max(total - sum(seconds), 0.0),
+        }
+    return {"chain_id": chain["chain_id"], "length": len(chain["order"]), "order": chain["order"], "systems": records}
+
+
+@contextlib.contextmanager
+def _task_runner(bundle, rack, metric: str, workers: int) -> Iterator[Callable]:
+    """``run(function, tasks, advance, sizes=None) -> results in task order``, calling
+    ``advance(sizes[i])`` (default 1) as task ``i`` finishes: in this process for one
+    worker, else in a process pool whose workers load the rack and bundle once."""
+    if workers <= 1:
+        from serumrnn.core.dataset import _single_threaded
+        from serumrnn.core.features import LibrosaFeatureExtractor
+        from serumrnn.core.registry import get_plugin_manager
+
+        _worker.update(rack=rack, bundle=bundle, manager=get_plugin_manager(), extractor=LibrosaFeatureExtractor(),
+                       metric=metric)
+
+        def run_here(function, tasks, advance, sizes=None):
+            results = []
+            for index, task in enumerate(tasks):
+                results.append(function(task))
+                advance(sizes[index] if sizes else 1)
+            return results
+
+        try:
+            with _single_threaded():
+                yield run_here
+        finally:
+            _worker.clear()
+        return
+
+    import concurrent.futures
+    import multiprocessing
+
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(list(_WORKER_PRELOAD))
+    else:  # pragma: no cover - Windows
+        context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
+                                                initargs=(str(bundle.path), rack.name, metric)) as pool:
+        def run_pool(function, tasks, advance, sizes=None):
+            futures = {pool.submit(function, task): index for index, task in enumerate(tasks)}
+            results: list[Any] = [None] * len(tasks)
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    index = futures[future]
+                    results[index] = future.result()
+                    advance(sizes[index] if sizes else 1)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+            return results
+
+        yield run_pool
+
+
+# -- Table 2 ------------------------------------------------------------------------------------
+def plan_parameter_pairs(reader, effect: str, pairs: int, seed: int, split: str) -> list[tuple[dict, list[str]]]:
+    """Up to ``pairs`` (chain, applied sub-chain without ``effect``) of the split, drawn
+    without replacement from every such pair (the parameter models' test pairs)."""
+    candidates = []
+    for chain in reader.chains_in(split):
+        if effect not in chain["order"]:
+            continue
+        for applied in sorted(chain["renders"], key=lambda key: (len(key), key)):
+            if effect not in applied:
+                candidates.append((chain, list(applied)))
+    if len(candidates) > pairs:
+        rng = np.random.default_rng([seed, zlib.crc32(effect.encode())])
+        chosen = np.sort(rng.choice(len(candidates), size=pairs, replace=False))
+        candidates = [candidates[int(i)] for i in chosen]
+    return [(_chain_payload(chain), applied) for chain, applied in candidates]
+
+
+def _mean_rows(values: np.ndarray) -> np.ndarray:
+    """Column means of ``(n, len(METRICS))`` values in table units."""
+    scale = np.array([TABLE_SCALE[m] for m in METRICS])
+    return values.mean(axis=0) * scale
+
+
+def _pct(delta: float, initial: float) -> float:
+    return float(100.0 * delta / abs(initial)) if initial else float("nan")
+
+
+def parameter_model_rows(results: Mapping[str, np.ndarray], group: str) -> list[dict]:
+    """Table 2 rows from per-effect arrays ``(n_pairs, 2, len(METRICS))`` [input, output]."""
+    reference_group = paper.paper_group(group, paper.PARAMETER_MODELS)
+    published = paper.PARAMETER_MODELS.get(reference_group, {}) if reference_group else {}
+    rows = []
+    for effect, values in results.items():
+        before, after = _mean_rows(values[:, 0]), _mean_rows(values[:, 1])
+        for index, metric in enumerate(METRICS):
+            theirs = published.get(effect, {}).get(metric, (None,) * 4)
+            delta = float(after[index] - before[index])
+            rows.append({
+                "effect": effect, "metric": metric.upper(), "pairs": len(values), "input": float(before[index]),
+                "output": float(after[index]), "delta": delta, "delta_pct": _pct(delta, before[index]),
+                "paper_group": paper.GROUP_TITLES[reference_group] if theirs[0] is not None else "",
+                "paper_input": theirs[0], "paper_output": theirs[1], "paper_delta": theirs[2],
+                "paper_delta_pct": theirs[3],
+            })
+    return rows
+
+
+# -- Table 3 ------------------------------------------------------------------------------------
+def _model_step_picks(reader, bundle, kind: str, split: str) -> list[tuple[list[int], list[int]]]:
+    """``(order, picks)`` per chain: rack indices of the hidden order and of the model's
+    pick at each step (most probable unused effect), teacher forced, batched."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from serumrnn.core.views import SelectionSequences
+
+    view = SelectionSequences(reader, split)
+    model = bundle.model(f"selector-{kind}")
+    device = torch.device(bundle.device)
+    out = []
+    with torch.inference_mode():
+        for batch in DataLoader(view, batch_size=32):
+            logits = model(*(batch[key].to(device) for key in ("mel", "mfcc", "applied", "length"))).double().cpu()
+            labels, lengths = batch["labels"].numpy(), batch["length"].numpy()
+            for row in range(len(lengths)):
+                order = [int(label) for label in labels[row, : lengths[row]]]
+                picks = []
+                for step in range(len(order)):
+                    scores = logits[row, step].numpy().copy()
+                    scores[order[:step]] = -np.inf  # as the session: never a used effect
+                    picks.append(int(np.argmax(scores)))
+                out.append((order, picks))
+    return out
+
+
+def _selector_step_picks(reader, selector, split: str, seed: int) -> list[tuple[list[int], list[int]]]:
+    """``(order, picks)`` per chain for a registered selector, fed the stored features of
+    each prefix of the hidden chain (teacher forcing), one step at a time."""
+    from serumrnn.core.features import Features
+    from serumrnn.core.selectors import SelectionState
+    from serumrnn.core.session import _most_probable_unused
+
+    names = reader.effect_names
+    out = []
+    for chain in reader.chains_in(split):
+        order = list(chain["order"])
+        if not order:
+            continue
+        ids = [chain["renders"][tuple(order[:step])] for step in range(len(order))] + [reader.target_id(chain)]
+        mel, mfcc = reader.features(ids)
+        features = [Features(db_mel=m * reader.top_db, mfcc=c, top_db=reader.top_db) for m, c in zip(mel, mfcc)]
+        state = SelectionState(history=[features[0]], applied=[], target=features[-1], effect_names=names,
+                               true_chain=order, rng=np.random.default_rng(chain_seed(seed, chain["chain_id"])))
+        picks = []
+        for step in range(len(order)):
+            state.history, state.applied = features[: step + 1], order[:step]
+            picked, _ = _most_probable_unused(np.asarray(selector.probabilities(state), np.float64), names, order[:step])
+            picks.append(names.index(picked))
+        out.append(([names.index(name) for name in order], picks))
+    return out
+
+
+def _step_rows(system: str, picks: Sequence[tuple[list[int], list[int]]]) -> list[dict]:
+    """Two Table 3 rows (needed effect, exact next effect) from step picks."""
+    rows = []
+    for measure, hit in ((NEEDED, lambda order, step, pick: pick in order[step:]),
+                         (EXACT, lambda order, step, pick: pick == order[step])):
+        per_step: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
+        for order, chosen in picks:
+            for step, pick in enumerate(chosen):
+                per_step[step + 1].append(float(hit(order, step, pick)))
+        rows.append(_accuracy_row("ours", system, measure, per_step))
+    return rows
+
+
+def _chance_rows(picks: Sequence[tuple[list[int], list[int]]], n_effects: int) -> list[dict]:
+    """The exact expected accuracy of a uniform pick among unused effects, on the same steps."""
+    needed: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
+    exact: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
+    for order, _ in picks:
+        for step in range(len(order)):
+            needed[step + 1].append((len(order) - step) / (n_effects - step))
+            exact[step + 1].append(1.0 / (n_effects - step))
+    return [_accuracy_row("expected", "chance", NEEDED, needed), _accuracy_row("expected", "chance", EXACT, exact)]
+
+
+def _accuracy_row(source: str, system: str, measure: str, per_step: Mapping[int, list[float]]) -> dict:
+    every = [value for values in per_step.values() for value in values]
+    return {
+        "source": source, "system": system, "measure": measure,
+        **{f"step_{length}": float(np.mean(per_step[length])) if per_step[length] else None
+           for length in CHAIN_LENGTHS},
+        "all": float(np.mean(every)) if every else None, "n": len(every),
+    }
+
+
+def _cnn_rows(reader, bundle, split: str) -> list[dict]:
+    """SerumCNN: exact effect set and per-effect accuracy by number of effects."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from serumrnn.core.views import MultiLabelTargets
+
+    model = bundle.model("selector-cnn")
+    device = torch.device(bundle.device)
+    exact: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
+    per_label: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
+    with torch.inference_mode():
+        for batch in DataLoader(MultiLabelTargets(reader, split), batch_size=64):
+            predicted = (torch.sigmoid(model(batch["mel"].to(device), batch["mfcc"].to(device)).float()) > 0.5).cpu()
+            truth = batch["labels"] > 0.5
+            for row in range(len(truth)):
+                count = int(truth[row].sum())
+                if count in exact:
+                    exact[count].append(float(bool(torch.equal(predicted[row], truth[row]))))
+                    per_label[count].append(float((predicted[row] == truth[row]).double().mean()))
+    return [_accuracy_row("ours", "cnn", CNN_EXACT_SET, exact), _accuracy_row("ours", "cnn", CNN_PER_LABEL, per_label)]
+
+
+def selection_rows(reader, bundle, manager, split: str, seed: int, group: str, advance: Callable[[int], None]) -> list[dict]:
+    """Table 3: rnn, ni, oracle, random (needed / exact), chance, cnn, and the paper's rows."""
+    n_effects = len(reader.effect_names)
+    rows: list[dict] = []
+    picks = None
+    for system in STEP_SELECTORS:
+        selector = manager.selectors.get(system)
+        if selector.model_kind and not bundle.has_selector(selector.model_kind):
+            advance(1)
+            continue
+        if selector.model_kind:
+            picks = _model_step_picks(reader, bundle, selector.model_kind, split)
+        else:
+            picks = _selector_step_picks(reader, selector, split, seed)
+        rows += _step_rows(system, picks)
+        advance(1)
+    if picks is not None:
+        rows += _chance_rows(picks, n_effects)
+    if bundle.has_selector("cnn"):
+        rows += _cnn_rows(reader, bundle, split)
+    advance(1)
+    reference_group = paper.paper_group(group, paper.SELECTION_ACCURACY)
+    if reference_group:
+        for system, values in paper.SELECTION_ACCURACY[reference_group].items():
+            measure = "accuracy by number of effects (the paper's measure)" if system == "cnn" else EXACT
+            rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "system": system,
+                         "measure": measure, **dict(zip(STEP_COLUMNS, values[:5])), "all": values[5], "n": None})
+    return rows
+
+
+# -- Tables 4-6, Figure 4, latency ---------------------------------------------------------
+def plan_session_pairs(reader, pairs: int, seed: int, split: str) -> tuple[list[dict], dict[int, int]]:
+    """``pairs / 5`` chains per length 1..5 (the remainder to the shortest lengths), drawn
+    without replacement from the split; fewer where the split has fewer."""
+    by_length: dict[int, list[dict]] = {length: [] for length in CHAIN_LENGTHS}
+    for chain in reader.chains_in(split):
+        if len(chain["order"]) in by_length:
+            by_length[len(chain["order"])].append(chain)
+    planned, counts = [], {}
+    for position, length in enumerate(CHAIN_LENGTHS):
+        wanted = pairs // len(CHAIN_LENGTHS) + (1 if position < pairs % len(CHAIN_LENGTHS) else 0)
+        candidates = by_length[length]
+        if len(candidates) > wanted:
+            rng = np.random.default_rng([seed, length])
+            candidates = [candidates[int(i)] for i in np.sort(rng.choice(len(candidates), wanted, replace=False))]
+        counts[length] = len(candidates)
+        planned += [_chain_payload(chain) for chain in candidates]
+    return planned, counts
+
+
+def session_outcome(record: Mapping, system: str, metric: str, tolerance: int) -> tuple[int, int]:
+    """``(applied, kept)``: steps a session with ``tolerance`` applies and the step kept
+    as its final sound (0 = the input)."""
+    index = METRICS.index(metric)
+    values = [step[index] for step in record["steps"]]
+    if system in NATURAL_END:
+        return len(values), len(values)
+    applied = steps_before_stopping(record["initial"][index], values, metric, tolerance)
+    return applied, best_step_index(record["initial"][index], values[:applied], metric)
+
+
+def _final(record: Mapping, kept: int) -> list[float]:
+    return record["initial"] if kept == 0 else record["steps"][kept - 1]
+
+
+def _deltas(records: Sequence[Mapping], system: str, metric: str, tolerance: int) -> np.ndarray:
+    """Mean (final - initial) per metric in table units."""
+    values = []
+    for record in records:
+        _, kept = session_outcome(record, system, metric, tolerance)
+        values.append(np.subtract(_final(record, kept), record["initial"]))
+    return _mean_rows(np.asarray(values))
+
+
+def system_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str, tolerance: int,
+                group: str) -> list[dict]:
+    """Table 4 rows: ours per system, then the paper's."""
+    rows = []
+    for system in systems:
+        records = [pair["systems"][system] for pair in pair_records]
+        deltas = _deltas(records, system, metric, tolerance)
+        rows.append({"source": "ours", "system": system, **dict(zip(METRICS, map(float, deltas))),
+                     "pairs": len(records)})
+    reference_group = paper.paper_group(group, paper.SYSTEM_DELTAS)
+    if reference_group:
+        for system in systems:
+            values = paper.SYSTEM_DELTAS[reference_group].get(system)
+            if values:
+                rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "system": system,
+                             **dict(zip(METRICS, values)), "pairs": 1000})
+    return rows
+
+
+def progress_rows(pair_records: Sequence[Mapping], system: str, metric: str, tolerance: int, group: str) -> list[dict]:
+    """Tables 5/6: initial, final, Δ, Δ% and mean Δ per step (over sessions reaching it)."""
+    scale = np.array([TABLE_SCALE[m] for m in METRICS])
+    initial, final = [], []
+    per_step: dict[int, list[np.ndarray]] = {length: [] for length in CHAIN_LENGTHS}
+    for pair in pair_records:
+        record = pair["systems"][system]
+        applied, kept = session_outcome(record, system, metric, tolerance)
+        initial.append(record["initial"])
+        final.append(_final(record, kept))
+        previous = record["initial"]
+        for step in range(applied):
+            per_step[step + 1].append(np.subtract(record["steps"][step], previous))
+            previous = record["steps"][step]
+    initial_mean = np.mean(initial, axis=0) * scale
+    final_mean = np.mean(final, axis=0) * scale
+    step_means = {length: np.mean(values, axis=0) * scale if values else None for length, values in per_step.items()}
+    rows = []
+    for index, name in enumerate(METRICS):
+        delta = float(final_mean[index] - initial_mean[index])
+        rows.append({"source": "ours", "metric": name.upper(), "initial": float(initial_mean[index]),
+                     "final": float(final_mean[index]), "delta": delta, "delta_pct": _pct(delta, initial_mean[index]),
+                     **{f"step_{length}": None if step_means[length] is None else float(step_means[length][index])
+                        for length in CHAIN_LENGTHS}})
+    rows.append({"source": "ours", "metric": "sessions", "initial": len(pair_records), "final": None, "delta": None,
+                 "delta_pct": None, **{f"step_{length}": len(per_step[length]) for length in CHAIN_LENGTHS}})
+    reference_group = paper.paper_group(group, {g: t for g, t in paper.SESSION_PROGRESS.items() if system in t})
+    if reference_group:
+        for name, (init, fin, delta, pct, steps) in paper.SESSION_PROGRESS[reference_group][system].items():
+            rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "metric": name.upper(),
+                         "initial": init, "final": fin, "delta": delta, "delta_pct": pct,
+                         **dict(zip(STEP_COLUMNS, steps))})
+    return rows
+
+
+def session_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
+    """A pair's hidden chain and, per system, the effects of its full trajectory, how many
+    it applies with ``tolerance`` and which step it keeps."""
+    systems = {}
+    for system, record in pair["systems"].items():
+        applied, kept = session_outcome(record, system, metric, tolerance)
+        systems[system] = {"effects": record["effects"], "applied": applied, "kept": kept}
+    return {"chain_id": pair["chain_id"], "hidden": pair["order"], "systems": systems}
+
+
+def tolerance_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str) -> list[dict]:
+    """Figure 4: mean final Δ per metric for tolerance 0..4, per system."""
+    rows = []
+    for system in systems:
+        records = [pair["systems"][system] for pair in pair_records]
+        for tolerance in range(MAX_TOLERANCE + 1):
+            deltas = _deltas(records, system, metric, tolerance)
+            rows.append({"system": system, "tolerance": tolerance, **dict(zip(METRICS, map(float, deltas)))})
+    return rows
+
+
+def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str, tolerance: int) -> list[dict]:
+    """Median and p95 per step (every step run) and per session (set-up plus the steps
+    applied with ``tolerance``), in ms."""
+    rows = []
+    for system in systems:
+        steps, sessions = [], []
+        for pair in pair_records:
+            record = pair["systems"][system]
+            applied, _ = session_outcome(record, system, metric, tolerance)
+            steps += record["seconds"]
+            sessions.append(record["setup_seconds"] + sum(record["seconds"][:applied]))
+        step_ms, session_ms = np.asarray(steps) * 1000, np.asarray(sessions) * 1000
+        rows.append({
+            "system": system,
+            "step_median_ms": float(np.median(step_ms)) if steps else None,
+            "step_p95_ms": float(np.percentile(step_ms, 95)) if steps else None, "steps": len(steps),
+            "session_median_ms": float(np.median(session_ms)), "session_p95_ms": float(np.percentile(session_ms, 95)),
+            "sessions": len(sessions),
+        })
+    return rows
+
+
+# -- the whole evaluation ------------------------------------------------------------------
+@contextlib.contextmanager
+def _progress_bars(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
+    """``start(description, total) -> advance(n)``: one rich bar per table (stderr)."""
+    if not enabled:
+        yield lambda description, total: (lambda n: None)
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=Console(stderr=True)) as bars:
+        def start(description: str, total: int) -> Callable[[int], None]:
+            task = bars.add_task(description, total=total)
+            return lambda n: bars.advance(task, n)
+
+        yield start
+
+
+def _machine() -> str:
+    import platform
+
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores"
+
+
+def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, options: EvaluationOptions | None = None,
+             *, command: str = "") -> EvaluationResult:
+    """Evaluate a bundle on a dataset's split: every table of the paper (see the module
+    docstring). ``command`` is recorded in the Markdown (how to reproduce it)."""
+    from serumrnn.core.registry import get_plugin_manager
+
+    options = options or EvaluationOptions()
+    options.check()
+    started = time.perf_counter()
+    reader, rack, bundle = open_for_evaluation(bundle_path, data_dir, options.split)
+    manager = get_plugin_manager()
+    group = bundle.preset_group
+    systems = [s for s in SYSTEMS if not manager.selectors.get(s).model_kind
+               or bundle.has_selector(manager.selectors.get(s).model_kind)]
+    notes = [f"{SYSTEM_LABELS[s]} is left out: the bundle has no {manager.selectors.get(s).model_kind} selection model."
+             for s in SYSTEMS if s not in systems]
+    session_plan, per_length = plan_session_pairs(reader, options.pairs, options.seed, options.split)
+    short = [f"{length} effect(s): {count}" for length, count in per_length.items()
+             if count < options.pairs // len(CHAIN_LENGTHS)]
+    if short:
+        notes.append(f"The {options.split} split has fewer chains than asked for some lengths ({'; '.join(short)}); "
+                     "all of them were used.")
+    param_plans = {effect: plan_parameter_pairs(reader, effect, options.param_pairs, options.seed, options.split)
+                   for effect in rack.effect_names}
+
+    with _progress_bars(options.progress) as start, _task_runner(bundle, rack, options.metric, options.workers) as run:
+        selection = selection_rows(reader, bundle, manager, options.split, options.seed, group,
+                                   start("Table 3: selection accuracy", len(STEP_SELECTORS) + 1))
+        param_tasks = [{"effect": effect, "items": plan[i:i + PARAM_CHUNK]}
+                       for effect, plan in param_plans.items() for i in range(0, len(plan), PARAM_CHUNK)]
+        chunks = run(_parameter_chunk, param_tasks,
+                     start("Table 2: parameter-model pairs", sum(len(plan) for plan in param_plans.values())),
+                     [len(task["items"]) for task in param_tasks])
+        param_results: dict[str, list] = {effect: [] for effect in rack.effect_names}
+        for task, chunk in zip(param_tasks, chunks):
+            param_results[task["effect"]] += chunk
+        session_tasks = [{"chain": chain, "systems": systems, "seed": chain_seed(options.seed, chain["chain_id"])}
+                         for chain in session_plan]
+        pair_records = run(_session_pair, session_tasks,
+                           start(f"Tables 4-6: sessions ({len(systems)} systems each)", len(session_tasks)))
+
+    parameter_models = parameter_model_rows(
+        {effect: np.asarray(values).reshape(-1, 2, len(METRICS)) for effect, values in param_results.items() if values},
+        group)
+    progress = {system: progress_rows(pair_records, system, options.metric, options.tolerance, group)
+                for system in PROGRESS_SYSTEMS if system in systems and pair_records}
+    meta = {
+        "bundle": str(bundle.path), "bundle_name": bundle.path.name, "dataset": str(reader.path),
+        "rack": rack.name, "preset_group": group, "split": options.split,
+        "split_chains": len(reader.chains_in(options.split)), "seed": options.seed, "metric": options.metric,
+        "tolerance": options.tolerance, "param_pairs": options.param_pairs, "pairs_asked": options.pairs,
+        "session_pairs": len(pair_records), "pairs_per_length": ", ".join(f"{k}: {v}" for k, v in per_length.items()),
+        "systems": systems, "workers": options.workers, "machine": _machine(), "command": command,
+        "seconds": round(time.perf_counter() - started, 1), "notes": notes,
+    }
+    return EvaluationResult(
+        meta=meta, parameter_models=parameter_models, selection=selection,
+        systems=system_rows(pair_records, systems, options.metric, options.tolerance, group) if pair_records else [],
+        progress=progress, tolerance_curve=tolerance_rows(pair_records, systems, options.metric) if pair_records else [],
+        latency=latency_rows(pair_records, systems, options.metric, options.tolerance) if pair_records else [],
+        sessions=[session_summary(pair, options.metric, options.tolerance) for pair in pair_records],
+    )
