@@ -1,27 +1,45 @@
 """Bad input (DESIGN section 12): one sentence, non-zero exit, no traceback, no partial output."""
 
+import json
+import math
 import os
 
+import corpus
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from serumrnn.cli.app import app
-from serumrnn.core.audio import write_wav
+from serumrnn.core.audio import load_audio, write_wav
+from serumrnn.core.errors import SerumRNNError
 
 runner = CliRunner()
 
 
+def failure_problem(exit_code: int, stderr: str, stdout: str, *fragments: str) -> str | None:
+    """Why a run does not honour the contract (non-zero exit, no traceback, one
+    sentence starting with ``Error:``, carrying ``fragments``), or None when it does.
+    Progress-bar lines before the error are allowed."""
+    if exit_code == 0:
+        return "exit code 0"
+    if "Traceback" in stderr or "Traceback" in stdout:
+        return f"traceback: {stderr[-300:]}"
+    lines = [line.strip() for line in stderr.strip().splitlines() if line.strip()]
+    starts = [i for i, line in enumerate(lines) if line.startswith("Error: ")]
+    if len(starts) != 1:
+        return f"not one Error: line: {stderr[-300:]!r}"
+    message = " ".join(lines[starts[0]:])  # the sentence, possibly wrapped
+    if len(message.split(". ")) > 2:
+        return f"more than one sentence: {message!r}"
+    missing = [fragment for fragment in fragments if fragment not in message]
+    return f"{message!r} lacks {missing}" if missing else None
+
+
 def assert_clean_failure(result, *fragments):
-    assert result.exit_code != 0
-    assert result.exception is None or isinstance(result.exception, SystemExit)
-    text = result.stderr
-    assert "Traceback" not in result.output and "Traceback" not in text
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    assert len(" ".join(lines).split(". ")) <= 2, text  # one sentence (possibly wrapped)
-    assert text.startswith("Error: ")
-    for fragment in fragments:
-        assert fragment in " ".join(line.strip() for line in lines), text
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    problem = failure_problem(result.exit_code, result.stderr, result.stdout, *fragments)
+    assert problem is None, problem
+    assert result.stderr.startswith("Error: ")
 
 
 def invoke(*args):
@@ -158,3 +176,191 @@ def test_mistyped_file_name_gets_the_file_error_not_a_preset_one(tmp_path):
     """render and suggest share one rule: an argument with an extension is a file."""
     assert_clean_failure(invoke("render", tmp_path / "take1.aif", "-o", tmp_path / "o.wav"), "does not exist")
     assert_clean_failure(invoke("suggest", tmp_path / "take1.aif", tmp_path / "t.wav"), "does not exist")
+
+
+# --- the generated corpus (tests/corpus.py) over every command that reads audio -----------------
+
+
+@pytest.fixture(scope="module")
+def corpus_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("corpus")
+
+
+@pytest.fixture(scope="module")
+def accepted(corpus_root):
+    return corpus.accepted_files(corpus_root / "accepted")
+
+
+@pytest.fixture(scope="module")
+def refused(corpus_root):
+    return corpus.refused_files(corpus_root / "refused")
+
+
+@pytest.fixture(scope="module")
+def silent(corpus_root):
+    return corpus.silent_files(corpus_root / "silent")
+
+
+@pytest.fixture(scope="module")
+def reference(corpus_root):
+    return corpus.write(corpus_root / "reference.wav", corpus.tone())
+
+
+def tree(folder) -> set[str]:
+    """Every path under ``folder``, hidden ones included, relative to it."""
+    return {str(path.relative_to(folder)) for path in folder.rglob("*")}
+
+
+def check_refusals(runs) -> None:
+    """``runs``: (case, args, fragment); each must be refused by the contract."""
+    problems = []
+    for case, args, fragment in runs:
+        result = invoke(*args)
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            problems.append(f"{case}: raised {result.exception!r}")
+            continue
+        problem = failure_problem(result.exit_code, result.stderr, result.stdout, fragment)
+        if problem:
+            problems.append(f"{case} ({args[0]}): {problem}")
+    assert not problems, "\n".join(problems)
+
+
+def test_corpus_covers_what_the_issue_lists(accepted, refused, silent):
+    assert {f"wav-{w}" for w in ("PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")} <= set(accepted)
+    assert {"rate-8000", "rate-192000", "channels-8", "length-1ms", "length-10min-8ch-192k", "dc-offset",
+            "clipped", "denormals-in-tone", "path-unicode", "path-with-spaces"} <= set(accepted)
+    assert {"truncated-header-wav", "truncated-header-flac", "truncated-header-mp3", "corrupt-header-flac",
+            "corrupt-header-mp3", "nan-sample", "inf-sample", "unknown-extension"} <= set(refused)
+    assert len(accepted) >= 50 and len(refused) >= 30 and len(silent) == 3
+    # The 10-minute file declares 1.8 GB but occupies a few MB (a sparse hole).
+    ten_minutes = accepted["length-10min-8ch-192k"]
+    assert ten_minutes.stat().st_size > 1.8e9 and ten_minutes.stat().st_blocks * 512 < 50e6
+
+
+def test_compare_refuses_every_bad_file(refused, silent, reference):
+    runs = []
+    for case, (path, fragment) in refused.items():
+        runs.append((case, ["compare", path, reference], fragment))
+        runs.append((case, ["compare", reference, path], fragment))
+    runs += [(case, ["compare", reference, path], "silent") for case, path in silent.items()]
+    check_refusals(runs)
+
+
+def test_render_refuses_every_bad_file(refused, tmp_path):
+    check_refusals([(case, ["render", path, "-o", tmp_path / "out.wav"], fragment)
+                    for case, (path, fragment) in refused.items()])
+    assert tree(tmp_path) == set()
+
+
+def test_suggest_refuses_every_bad_file(refused, silent, reference, tiny_bundle, tmp_path):
+    out = tmp_path / "session"
+    runs = []
+    for case, (path, fragment) in refused.items():
+        runs.append((case, ["suggest", path, reference, "--bundle", tiny_bundle, "--out", out], fragment))
+        runs.append((case, ["suggest", "saw", path, "--bundle", tiny_bundle, "--out", out], fragment))
+    runs += [(case, ["suggest", "saw", path, "--bundle", tiny_bundle, "--out", out], "silent")
+             for case, path in silent.items()]
+    check_refusals(runs)
+    assert tree(tmp_path) == set()
+
+
+def test_python_api_refuses_every_bad_file(refused, silent, reference, tiny_bundle):
+    from serumrnn.core import suggest
+    from serumrnn.core.errors import AudioError
+
+    cases = [(case, (path, reference), fragment) for case, (path, fragment) in refused.items()]
+    cases += [(case, (reference, path), fragment) for case, (path, fragment) in refused.items()]
+    cases += [(case, (reference, path), "silent") for case, path in silent.items()]
+    problems = []
+    for case, (source, target), fragment in cases:
+        try:
+            suggest(source, target, bundle=tiny_bundle)
+            problems.append(f"{case}: accepted")
+        except AudioError as exc:
+            if fragment not in str(exc):
+                problems.append(f"{case}: {exc}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    "array, fragment",
+    [
+        (np.full(44100, np.nan, np.float32), "NaN"),
+        (np.r_[np.ones(10), np.inf].astype(np.float64), "NaN or infinite"),
+        (np.zeros(0, np.float32), "zero-length"),
+        (np.zeros((2, 3, 4), np.float32), "has shape"),
+        (np.array(["a", "b"]), "not numeric"),
+        (np.full(44100, 1e30, np.float32), "past full scale"),
+        (np.full(44100, 1e-40, np.float32), "silent"),
+    ],
+)
+def test_python_api_refuses_bad_arrays(array, fragment, tiny_bundle):
+    from serumrnn.core import suggest
+
+    with pytest.raises(SerumRNNError, match=fragment):
+        suggest("saw", array, bundle=tiny_bundle)
+
+
+def test_silent_input_or_output_is_accepted(silent, reference):
+    """Silence is only wrong as a target: an input or an output may be silent."""
+    for path in silent.values():
+        result = invoke("compare", path, reference, "--json")
+        assert result.exit_code == 0, result.output
+        assert all(math.isfinite(v) for v in json.loads(result.stdout)["metrics"].values())
+
+
+def test_compare_takes_every_unusual_file_both_ways(accepted, reference):
+    problems = []
+    for case, path in accepted.items():
+        for pair in ((path, reference), (reference, path)):
+            result = invoke("compare", *pair, "--json")
+            if result.exit_code != 0:
+                problems.append(f"{case}: {result.output}")
+                continue
+            values = json.loads(result.stdout)["metrics"]
+            if not all(math.isfinite(v) for v in values.values()):
+                problems.append(f"{case}: {values}")
+    assert not problems, "\n".join(problems)
+
+
+def test_render_takes_every_unusual_file(accepted, tmp_path):
+    problems = []
+    for case, path in accepted.items():
+        out = tmp_path / f"{case}.wav"
+        result = invoke("render", path, "-o", out, "--fx", "distortion:drive=0.9", "--fx", "reverb:mix=0.5")
+        if result.exit_code != 0:
+            problems.append(f"{case}: {result.output}")
+            continue
+        audio = load_audio(out, duration_s=None)
+        if audio.shape != (44100,) or not np.all(np.isfinite(audio)) or np.max(np.abs(audio)) > 8:
+            problems.append(f"{case}: rendered {audio.shape}, peak {np.max(np.abs(audio))}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.slow
+def test_sessions_run_on_every_unusual_file(accepted, reference, tiny_bundle):
+    """Every unusual file works as the input and as the target of a session (Python API)."""
+    from serumrnn.core import suggest
+
+    problems = []
+    for case, path in accepted.items():
+        for role, (source, target) in (("input", (path, reference)), ("target", (reference, path))):
+            try:
+                session = suggest(source, target, bundle=tiny_bundle)
+            except SerumRNNError as exc:
+                problems.append(f"{case} as {role}: {exc}")
+                continue
+            values = [session.initial_metrics] + [step.metrics for step in session.steps]
+            if not all(math.isfinite(v) for metrics in values for v in metrics.values()):
+                problems.append(f"{case} as {role}: non-finite distances")
+    assert not problems, "\n".join(problems)
+
+
+def test_cli_suggest_with_odd_paths_writes_everything(accepted, tiny_bundle, tmp_path):
+    out = tmp_path / "résultats et notes" / "séance 1"
+    out.parent.mkdir()
+    result = invoke("suggest", accepted["path-with-spaces"], accepted["path-unicode"], "--bundle", tiny_bundle,
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    assert {"00-input.wav", "99-target.wav", "session.json", "progression.png"} <= {p.name for p in out.iterdir()}
+    assert tree(out.parent) == {"séance 1"} | {f"séance 1/{p.name}" for p in out.iterdir()}
