@@ -445,7 +445,8 @@ class RackFile:
     def availability(self) -> tuple[bool, str]:
         missing = [ref for ref in [self.synth.plugin, *(e.plugin for e in self.effects)] if ref.find() is None]
         if missing:
-            return False, f"{missing[0].describe_missing()}; set {PLUGIN_PATH_ENV} or use --plugin-path"
+            return False, (f"{missing[0].describe_missing()}; point {PLUGIN_PATH_ENV} at its folder "
+                           "(try one with `serumrnn racks --plugin-path FOLDER`)")
         for ref in [self.synth.plugin, *(e.plugin for e in self.effects)]:
             host = _host_for(ref.find(), ref.host_name)  # type: ignore[arg-type]
             if not _host_importable(host):
