@@ -364,3 +364,85 @@ def test_cli_suggest_with_odd_paths_writes_everything(accepted, tiny_bundle, tmp
     assert result.exit_code == 0, result.output
     assert {"00-input.wav", "99-target.wav", "session.json", "progression.png"} <= {p.name for p in out.iterdir()}
     assert tree(out.parent) == {"séance 1"} | {f"séance 1/{p.name}" for p in out.iterdir()}
+
+
+# --- output locations: missing, unwritable, a file, a full disk ------------------------------------
+
+
+def writing_commands(tiny_bundle, tiny_dataset, reference) -> dict[str, list]:
+    """Every command that writes, with its output option last (the location is appended)."""
+    return {
+        "render": ["render", "saw", "--fx", "eq:gain=0.9", "-o"],
+        "suggest": ["suggest", "saw", reference, "--bundle", tiny_bundle, "--out"],
+        "demo": ["demo", "--bundle", tiny_bundle, "--seed", "3", "--out"],
+        "generate": ["generate", "--group", "basic", "--chains-per-combo", "1", "--workers", "1", "--out"],
+        "train params": ["train", "params", "--data", tiny_dataset, "--effect", "eq", "--epochs", "1", "--quiet",
+                         "--out"],
+        "train selector": ["train", "selector", "--data", tiny_dataset, "--kind", "ni", "--epochs", "1", "--quiet",
+                           "--out"],
+    }
+
+
+@pytest.mark.parametrize("command", ["render", "suggest", "demo", "generate", "train params", "train selector"])
+def test_unusable_output_locations_are_refused(command, tiny_bundle, tiny_dataset, reference, tmp_path):
+    args = writing_commands(tiny_bundle, tiny_dataset, reference)[command]
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    before = tree(tmp_path)
+    cases = [("under a regular file", blocker / "x.wav", "")]  # as root, permissions cannot block us: a file can
+    if command in ("render", "suggest", "demo"):  # generate and train create their folder with its parents
+        cases.append(("missing parent", tmp_path / "no" / "such" / "place" / "x.wav", "does not exist"))
+    if command != "render":
+        cases.append(("a file, not a folder", blocker, "file"))
+    problems = []
+    for case, location, fragment in cases:
+        result = invoke(*args, location)
+        problem = failure_problem(result.exit_code, result.stderr, result.stdout, fragment)
+        if problem:
+            problems.append(f"{case}: {problem}")
+    assert not problems, "\n".join(problems)
+    assert tree(tmp_path) == before and blocker.read_text() == "mine"
+
+
+def run_with_disk_limit(args, limit_bytes: int, cwd):
+    """Run ``serumrnn ARGS`` where no file may grow past ``limit_bytes``: the kernel then
+    fails writes midway exactly as on a full disk (EFBIG instead of ENOSPC)."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # fail the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", "serumrnn.cli", *map(str, args)], preexec_fn=limit, cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["render", "suggest", "demo", "generate", "train params"])
+def test_full_disk_midway_leaves_nothing_half_written(command, tiny_bundle, tiny_dataset, reference, tmp_path):
+    from serumrnn.core.bundle import ModelBundle
+
+    args = writing_commands(tiny_bundle, tiny_dataset, reference)[command]
+    out = tmp_path / ("out.wav" if command == "render" else "out")
+    # 64 KiB: metadata files fit, audio, shards and weights do not.
+    result = run_with_disk_limit([*args, out], 64 * 1024, cwd=tmp_path)
+    problem = failure_problem(result.returncode, result.stderr, result.stdout, "Could not write")
+    assert problem is None, problem
+    left = tree(tmp_path)
+    if command in ("render", "suggest", "demo"):
+        assert left == set()  # the output and its staging files are gone
+    elif command == "generate":
+        # Resumable by design: the directory stays, marked incomplete, with no finished
+        # shard and no temporaries; a rerun starts where this stopped.
+        assert json.loads((out / "dataset.json").read_text())["status"] == "incomplete"
+        assert not (out / "manifest.parquet").exists() and list((out / "shards").iterdir()) == []
+        assert not [name for name in left if name.endswith(".tmp")]
+    else:
+        # The bundle is valid and holds no model; no weights and no temporaries were left.
+        assert ModelBundle.load(out).model_names == []
+        assert not [name for name in left if name.endswith((".safetensors", ".tmp", ".json.tmp"))]
+        assert not [name for name in left if os.path.basename(name).startswith(".") and name.count(".") > 1
+                    and not name.startswith("out/.checkpoints") and name != "out/.lock"]
