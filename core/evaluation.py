@@ -835,7 +835,8 @@ def _progress_bars(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int
 def _machine() -> str:
     import platform
 
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores"
+    load = f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores{load}"
 
 
 def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, options: EvaluationOptions | None = None,
@@ -847,6 +848,7 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
     options = options or EvaluationOptions()
     options.check()
     started = time.perf_counter()
+    machine = _machine()
     reader, rack, bundle = open_for_evaluation(bundle_path, data_dir, options.split)
     manager = get_plugin_manager()
     group = bundle.preset_group
@@ -890,7 +892,7 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
         "split_chains": len(reader.chains_in(options.split)), "seed": options.seed, "metric": options.metric,
         "tolerance": options.tolerance, "param_pairs": options.param_pairs, "pairs_asked": options.pairs,
         "session_pairs": len(pair_records), "pairs_per_length": ", ".join(f"{k}: {v}" for k, v in per_length.items()),
-        "systems": systems, "workers": options.workers, "machine": _machine(), "command": command,
+        "systems": systems, "workers": options.workers, "machine": machine, "command": command,
         "seconds": round(time.perf_counter() - started, 1), "notes": notes,
     }
     return EvaluationResult(

@@ -15,8 +15,7 @@ from typer.testing import CliRunner
 
 from serumrnn.cli.app import app
 from serumrnn.core.evaluation import (
-    CHAIN_LENGTHS, EXACT, FILES, MAX_TOLERANCE, NEEDED, SYSTEMS, EvaluationOptions, _selector_step_picks,
-    chain_seed, evaluate, plan_session_pairs, session_outcome,
+    CHAIN_LENGTHS, EXACT, FILES, MAX_TOLERANCE, NEEDED, SYSTEMS, EvaluationOptions, _selector_step_picks, evaluate, plan_session_pairs, session_outcome,
 )
 from serumrnn.core.metrics import METRICS
 
@@ -132,13 +131,12 @@ def test_post_hoc_stopping_matches_a_real_session(result, tiny_dataset, tiny_bun
     chain = next(c for c in reader.chains if c["chain_id"] == pair["chain_id"])
     target = rack.render(chain["preset"], [(name, chain["knobs"][name]) for name in chain["order"]])
     bundle = ModelBundle.load(tiny_bundle, rack=rack)
+    selector = manager.selectors.get("rnn")
+    full = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=5)
+    record = {"initial": [full.initial_metrics[m] for m in METRICS],
+              "steps": [[step.metrics[m] for m in METRICS] for step in full.steps]}
     for tolerance in (0, 1):
-        session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=manager.selectors.get("rnn"),
-                              tolerance=tolerance, seed=chain_seed(3, chain["chain_id"]))
-        full = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=manager.selectors.get("rnn"),
-                           tolerance=5, seed=chain_seed(3, chain["chain_id"]))
-        record = {"initial": [full.initial_metrics[m] for m in METRICS],
-                  "steps": [[step.metrics[m] for m in METRICS] for step in full.steps]}
+        session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance)
         applied, kept = session_outcome(record, "rnn", "mssmae", tolerance)
         assert applied == len(session.steps)
         assert kept == session.best_index
