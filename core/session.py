@@ -279,8 +279,14 @@ def resolve_bundle(bundle: Any, rack: Rack):
     """A loaded ``ModelBundle`` from a bundle object, a shipped bundle name or a folder."""
     from serumrnn.core.bundle import ModelBundle
 
+    # Sessions extract features with the default settings: a bundle trained on others
+    # must be refused here, not halfway through the first step.
+    settings = LibrosaFeatureExtractor().settings
     if isinstance(bundle, ModelBundle):
         bundle.check_rack(rack)
+        if bundle.feature_settings != settings:
+            raise BundleError(f"Bundle '{bundle.path}' was trained with other feature settings than sessions use; "
+                              "use a matching bundle.")
         return bundle
     name = default_bundle_name() if bundle is None else str(bundle)
     path = Path(name)
@@ -292,7 +298,7 @@ def resolve_bundle(bundle: Any, rack: Rack):
             f"No model bundle {name!r}: it is neither a folder nor a shipped bundle "
             f"(shipped: {', '.join(shipped) or 'none'}); train one with `serumrnn train` and pass --bundle PATH."
         )
-    return ModelBundle.load(path, rack=rack)
+    return ModelBundle.load(path, rack=rack, feature_settings=settings)
 
 
 # -- the engine ----------------------------------------------------------------------------
@@ -523,6 +529,12 @@ def check_output_dir(out_dir: str | os.PathLike, *, replace: bool = False) -> Pa
     return target
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what: str = "the results") -> Iterator[Path]:
     """Yield an empty staging folder beside ``out_dir``; once the block succeeds it
@@ -532,6 +544,7 @@ def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what
     parent = target.parent if str(target.parent) else Path(".")
     try:
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
+        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result is the user's folder
     except OSError as exc:
         raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable --out folder.") from None
     try:
@@ -546,6 +559,9 @@ def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(f"Could not write {what} to '{target}' ({exc.strerror}); free space or choose another --out.") from None
+    except OutputError as exc:  # name the folder the user asked for, not the staging folder
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(str(exc).replace(str(staging), str(target))) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import corpus
 import numpy as np
@@ -166,7 +167,12 @@ def test_full_disk_leaves_nothing(tmp_path, monkeypatch, tone):
         def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr("pedalboard.io.AudioFile", FullDisk)
+    # Patch the module write_wav imports from: before pedalboard.io is first imported,
+    # the dotted name resolves to pedalboard_native.io, whose patched class the import
+    # would then copy into pedalboard.io for good.
+    import pedalboard.io
+
+    monkeypatch.setattr(pedalboard.io, "AudioFile", FullDisk)
     with pytest.raises(OutputError, match="disk is full"):
         write_wav(tmp_path / "x.wav", tone)
     assert list(tmp_path.iterdir()) == []
@@ -364,6 +370,11 @@ def test_cli_suggest_with_odd_paths_writes_everything(accepted, tiny_bundle, tmp
     assert result.exit_code == 0, result.output
     assert {"00-input.wav", "99-target.wav", "session.json", "progression.png"} <= {p.name for p in out.iterdir()}
     assert tree(out.parent) == {"séance 1"} | {f"séance 1/{p.name}" for p in out.iterdir()}
+    mask = os.umask(0)
+    os.umask(mask)
+    # Readable like anything else the user makes (temporary folders and files start private).
+    assert out.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert {p.stat().st_mode & 0o777 for p in out.iterdir()} == {0o666 & ~mask}
 
 
 # --- output locations: missing, unwritable, a file, a full disk ------------------------------------
@@ -446,3 +457,132 @@ def test_full_disk_midway_leaves_nothing_half_written(command, tiny_bundle, tiny
         assert not [name for name in left if name.endswith((".safetensors", ".tmp", ".json.tmp"))]
         assert not [name for name in left if os.path.basename(name).startswith(".") and name.count(".") > 1
                     and not name.startswith("out/.checkpoints") and name != "out/.lock"]
+
+
+# --- broken model bundles and datasets, through every command that reads them ---------------------
+
+
+def _edit_json(path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def _truncate(path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _truncate_without_checksum(folder) -> None:
+    _truncate(folder / "params-eq.safetensors")
+    _edit_json(folder / "bundle.json", lambda m: m["models"]["params-eq"].pop("sha256"))
+
+
+BUNDLE_DAMAGE = {
+    "missing model file": (lambda b: (b / "params-eq.safetensors").unlink(), "is missing"),
+    "truncated safetensors": (lambda b: _truncate(b / "params-reverb.safetensors"), "corrupt or truncated"),
+    "truncated safetensors, no checksum": (_truncate_without_checksum, "not a valid safetensors"),
+    "garbage safetensors, no checksum": (
+        lambda b: ((b / "selector-rnn.safetensors").write_bytes(b"\x00" * 64),
+                   _edit_json(b / "bundle.json", lambda m: m["models"]["selector-rnn"].pop("sha256"))),
+        "not a valid safetensors"),
+    "bundle.json for another rack": (lambda b: _edit_json(b / "bundle.json", lambda m: m.update(rack="linux-vst")),
+                                     "is for rack linux-vst"),
+    "bundle.json with another sample rate": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["feature_settings"].update(sample_rate=22050)),
+        "expects 22050 Hz"),
+    "bundle.json with other mel bands": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["feature_settings"].update(n_mels=64)),
+        "other feature settings"),
+    "bundle.json with other effects": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m.update(effect_order=m["effect_order"][::-1])),
+        "has effects"),
+    "bundle.json with another knob range": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["effects"]["eq"][0].update(sample_ranges=[[0.0, 0.1]])),
+        "other knobs"),
+    "model file ../../x.safetensors": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["models"]["params-eq"].update(file="../../x.safetensors")),
+        "refusing to read it"),
+    "model file as an absolute path": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["models"]["params-eq"].update(file="/etc/passwd")),
+        "refusing to read it"),
+    "model name with ../": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m["models"].update({"../params-x": m["models"]["params-eq"]})),
+        "invalid model"),
+    "corrupt bundle.json": (lambda b: (b / "bundle.json").write_text("{\"format\": "), "corrupt"),
+    "deleted bundle.json": (lambda b: (b / "bundle.json").unlink(), "has no bundle.json"),
+    "bundle.json of another format version": (
+        lambda b: _edit_json(b / "bundle.json", lambda m: m.update(format_version=7)), "format version 7"),
+    "no rnn selector": (lambda b: _edit_json(b / "bundle.json", lambda m: m["models"].pop("selector-rnn")),
+                        "no rnn selection model"),
+    "no parameter model for eq": (lambda b: _edit_json(b / "bundle.json", lambda m: m["models"].pop("params-eq")),
+                                  "no parameter model for eq"),
+}
+
+
+@pytest.mark.parametrize("damage", list(BUNDLE_DAMAGE))
+def test_broken_bundles_are_refused_by_suggest_demo_and_the_api(damage, tiny_bundle, reference, tmp_path):
+    from serumrnn.core import suggest
+
+    broken = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, broken)
+    change, fragment = BUNDLE_DAMAGE[damage]
+    change(broken)
+    before = tree(tmp_path)
+    check_refusals([
+        (damage, ["suggest", "saw", reference, "--bundle", broken, "--out", tmp_path / "s"], fragment),
+        (damage, ["demo", "--bundle", broken, "--out", tmp_path / "d"], fragment),
+    ])
+    with pytest.raises(SerumRNNError, match=fragment):
+        suggest("saw", reference, bundle=broken)
+    assert tree(tmp_path) == before
+
+
+def _rewrite_manifest(folder, column: str, value) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(folder / "manifest.parquet")
+    index = table.schema.get_field_index(column)
+    replaced = pa.array([value] * table.num_rows, type=table.schema.field(column).type)
+    pq.write_table(table.set_column(index, column, replaced), folder / "manifest.parquet")
+
+
+def _pickled_shard(folder) -> None:
+    np.save(folder / "shards" / "shard-00000.mel.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+DATASET_DAMAGE = {
+    "deleted mel shard": (lambda d: (d / "shards" / "shard-00000.mel.npy").unlink(), "is missing"),
+    "deleted shard manifest": (lambda d: (d / "shards" / "shard-00000.parquet").unlink(), "is missing"),
+    "truncated mel shard": (lambda d: _truncate(d / "shards" / "shard-00000.mel.npy"), "missing or corrupt"),
+    "pickled object shard": (_pickled_shard, "missing or corrupt"),
+    "garbage manifest": (lambda d: (d / "manifest.parquet").write_bytes(b"PAR1 but not really"), "corrupt"),
+    "truncated manifest": (lambda d: _truncate(d / "manifest.parquet"), "corrupt"),
+    "deleted manifest": (lambda d: (d / "manifest.parquet").unlink(), "no manifest.parquet"),
+    "manifest naming shard 99999": (lambda d: _rewrite_manifest(d, "shard", 99999), "is missing"),
+    "manifest naming shard -1": (lambda d: _rewrite_manifest(d, "shard", -1), "is missing"),
+    "manifest rows past the shard": (lambda d: _rewrite_manifest(d, "row", 10**6), "does not hold the rows"),
+    "corrupt dataset.json": (lambda d: (d / "dataset.json").write_text("{"), "corrupt"),
+    "dataset.json of another version": (
+        lambda d: _edit_json(d / "dataset.json", lambda m: m.update(format_version=42)), "format version 42"),
+    "unfinished dataset": (lambda d: _edit_json(d / "dataset.json", lambda m: m.update(status="incomplete")),
+                           "unfinished"),
+    "manifest of another dataset size": (
+        lambda d: _edit_json(d / "dataset.json", lambda m: m["counts"].update(renders=5)), "does not match"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DATASET_DAMAGE))
+def test_broken_datasets_are_refused_by_info_and_train(damage, tiny_dataset, tmp_path):
+    broken = tmp_path / "data"
+    shutil.copytree(tiny_dataset, broken)
+    change, fragment = DATASET_DAMAGE[damage]
+    change(broken)
+    before = tree(tmp_path)
+    check_refusals([
+        (damage, ["dataset", "info", broken], fragment),
+        (damage, ["train", "params", "--data", broken, "--out", tmp_path / "b", "--epochs", "1", "--quiet"], fragment),
+        (damage, ["train", "selector", "--data", broken, "--out", tmp_path / "b", "--epochs", "1", "--quiet"],
+         fragment),
+    ])
+    assert tree(tmp_path) == before
