@@ -468,6 +468,14 @@ def _edit_json(path, change) -> None:
     path.write_text(json.dumps(data))
 
 
+def damaged_copy(source, target, damage):
+    """Copy the folder ``source`` to ``target`` and apply ``damage`` = (change, fragment)."""
+    change, fragment = damage
+    shutil.copytree(source, target)
+    change(target)
+    return target, fragment
+
+
 def _truncate(path) -> None:
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
@@ -523,10 +531,7 @@ BUNDLE_DAMAGE = {
 def test_broken_bundles_are_refused_by_suggest_demo_and_the_api(damage, tiny_bundle, reference, tmp_path):
     from serumrnn.core import suggest
 
-    broken = tmp_path / "bundle"
-    shutil.copytree(tiny_bundle, broken)
-    change, fragment = BUNDLE_DAMAGE[damage]
-    change(broken)
+    broken, fragment = damaged_copy(tiny_bundle, tmp_path / "bundle", BUNDLE_DAMAGE[damage])
     before = tree(tmp_path)
     check_refusals([
         (damage, ["suggest", "saw", reference, "--bundle", broken, "--out", tmp_path / "s"], fragment),
@@ -574,10 +579,7 @@ DATASET_DAMAGE = {
 
 @pytest.mark.parametrize("damage", list(DATASET_DAMAGE))
 def test_broken_datasets_are_refused_by_info_and_train(damage, tiny_dataset, tmp_path):
-    broken = tmp_path / "data"
-    shutil.copytree(tiny_dataset, broken)
-    change, fragment = DATASET_DAMAGE[damage]
-    change(broken)
+    broken, fragment = damaged_copy(tiny_dataset, tmp_path / "data", DATASET_DAMAGE[damage])
     before = tree(tmp_path)
     check_refusals([
         (damage, ["dataset", "info", broken], fragment),
