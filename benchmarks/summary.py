@@ -39,6 +39,9 @@ def headline_rows(data: dict) -> Iterator[tuple[str, str, str]]:
         if _base_name(bench) == "test_render_chain" and info.get("effects") == 5:
             yield "built-in rack render, five effects", f"{info['audio_seconds'] / median(bench):,.0f}x real time", \
                 f"{median(bench) * 1000:.1f} ms per 1 s note"
+        if _base_name(bench) == "test_render_same_chain" and info.get("effects") == 5 and info.get("rack") != "builtin":
+            yield f"{info['rack']} rack render, five effects", \
+                f"{info['audio_seconds'] / median(bench):,.1f}x real time", f"{median(bench) * 1000:.0f} ms per 1 s note"
     for bench in benches:
         if _base_name(bench) == "test_feature_extraction":
             yield "features (dB mel + MFCC), 1 s", f"{median(bench) * 1000:.1f} ms", ""
