@@ -69,7 +69,7 @@ SYSTEM_DELTAS = {
 }
 
 # Tables 5, 6, 8, 9: per metric (initial, final, delta, delta %, (delta at steps 1..5)).
-# Printed as in the paper (its Table 5 MSSMAE step 1, -3.70, looks misprinted).
+# As printed in the paper (its Table 5 MSSMAE step 1, -3.70, breaks the pattern of the other rows).
 SESSION_PROGRESS = {
     "modulating": {
         "rnn": {"mse": (4.97, 0.94, -4.04, -81.19, (-2.64, -0.86, -0.38, -0.16, -0.10)),
