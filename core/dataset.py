@@ -499,9 +499,35 @@ _WORKER_PRELOAD = ("serumrnn.core.dataset", "serumrnn.core.features", "serumrnn.
                    "scipy.fft", "scipy.signal", "pyarrow.parquet", "pedalboard")
 
 
-def _init_pool_worker(progress_queue) -> None:
+def _init_pool_worker(progress_queue, owner_pid: int) -> None:
     global _progress_queue
     _progress_queue = progress_queue
+    import threading
+
+    threading.Thread(target=_exit_when_orphaned, args=(owner_pid,), daemon=True).start()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a killed process not yet reaped by its parent is a zombie: gone all the same
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _exit_when_orphaned(owner_pid: int, interval_s: float = 0.5) -> None:
+    """A pool worker's parent is the forkserver, which outlives a SIGKILLed generator:
+    without this, workers would go on rendering (and writing shards) for a dead run,
+    racing the rerun that now holds the lock."""
+    while _process_alive(owner_pid):
+        time.sleep(interval_s)
+    os._exit(1)
 
 
 def _pool_task(out_dir: str, metadata: Mapping, shard_json: Mapping) -> tuple[int, int]:
@@ -542,7 +568,7 @@ def _run_process_pool(out_dir, metadata, shards, workers, advance) -> None:
                 return
 
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_pool_worker, initargs=(progress_queue,)
+        max_workers=workers, mp_context=context, initializer=_init_pool_worker, initargs=(progress_queue, os.getpid())
     ) as pool:
         futures = {pool.submit(_pool_task, str(out_dir), metadata, shard.to_json()) for shard in shards}
         try:
