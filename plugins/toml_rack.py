@@ -157,21 +157,28 @@ def _install_hint(host: str) -> str:
 
 
 class _DawDreamerHost:
-    """One DawDreamer engine per process and sample rate; plugin instances per file."""
+    """DawDreamer engines for one process and sample rate: one engine per plugin file,
+    because an engine spends time on every processor it holds, in the graph or not."""
 
     def __init__(self, sample_rate: int) -> None:
-        import dawdreamer
-
-        self.engine = dawdreamer.RenderEngine(sample_rate, BLOCK_SIZE)
         self.sample_rate = sample_rate
+        self.engines: dict[str, Any] = {}
         self.instances: dict[str, Any] = {}
         self.indices: dict[str, dict[str, int]] = {}
+
+    def engine(self, path: Path) -> Any:
+        key = str(path)
+        if key not in self.engines:
+            import dawdreamer
+
+            self.engines[key] = dawdreamer.RenderEngine(self.sample_rate, BLOCK_SIZE)
+        return self.engines[key]
 
     def instance(self, path: Path, *, fresh: bool) -> Any:
         key = str(path)
         if fresh or key not in self.instances:
-            # a fixed processor name per file: the engine drops the old instance
-            processor = self.engine.make_plugin_processor(f"plugin-{path.stem}", key)
+            # a fixed processor name: the engine drops the previous instance
+            processor = self.engine(path).make_plugin_processor("plugin", key)
             self.instances[key] = processor
             if key not in self.indices:
                 self.indices[key] = {d["name"]: int(d["index"]) for d in processor.get_plugin_parameters_description()}
@@ -197,10 +204,11 @@ class _DawDreamerHost:
         preroll = np.zeros(int(round(preroll_s * self.sample_rate)), dtype=np.float32)
         signal = np.concatenate([preroll, audio])
         channels = max(1, plugin.get_num_input_channels())
-        source = self.engine.make_playback_processor("source", np.tile(signal, (channels, 1)))
-        self.engine.load_graph([(source, []), (plugin, ["source"])])
-        self.engine.render(signal.shape[0] / self.sample_rate)
-        out = np.asarray(self.engine.get_audio(), dtype=np.float32)
+        engine = self.engine(path)
+        source = engine.make_playback_processor("source", np.tile(signal, (channels, 1)))
+        engine.load_graph([(source, []), (plugin, ["source"])])
+        engine.render(signal.shape[0] / self.sample_rate)
+        out = np.asarray(engine.get_audio(), dtype=np.float32)
         return out.mean(axis=0)[preroll.shape[0] : preroll.shape[0] + audio.shape[0]]
 
     def play(self, path: Path, preset_file: Path | None, settings: Mapping[str | int, float], *,
@@ -211,9 +219,10 @@ class _DawDreamerHost:
         for parameter, value in settings.items():
             plugin.set_parameter(self.parameter_index(path, parameter), float(value))
         plugin.add_midi_note(int(note), int(velocity), 0.0, float(note_s))
-        self.engine.load_graph([(plugin, [])])
-        self.engine.render(duration_s)
-        return np.asarray(self.engine.get_audio(), dtype=np.float32).mean(axis=0)
+        engine = self.engine(path)
+        engine.load_graph([(plugin, [])])
+        engine.render(duration_s)
+        return np.asarray(engine.get_audio(), dtype=np.float32).mean(axis=0)
 
 
 class _PedalboardHost:

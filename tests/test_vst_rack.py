@@ -154,15 +154,27 @@ def test_racks_plugin_path_option_refuses_a_missing_folder(tmp_path):
 
 
 # -- the linux-vst rack on the real plugins -------------------------------------------
-@pytest.fixture(scope="module")
-def linux_rack():
-    spec = get_plugin_manager().racks.get("linux-vst")
-    available, reason = spec.availability()
+def require_plugins(available: bool, reason: str) -> None:
+    """Skip without the plugins on a user's machine; fail under CI, which must have them."""
     if not available:
         message = f"linux-vst plugins are not installed here ({reason}); `make test` installs them as root"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+def test_missing_plugins_fail_under_ci_and_skip_elsewhere(monkeypatch):
+    monkeypatch.setenv("CI", "1")
+    with pytest.raises(pytest.fail.Exception, match="not installed here"):
+        require_plugins(False, "ZynAddSubFX.so not found")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="not installed here"):
+        require_plugins(False, "ZynAddSubFX.so not found")
+
+
+@pytest.fixture(scope="module")
+def linux_rack():
+    require_plugins(*get_plugin_manager().racks.get("linux-vst").availability())
     return get_plugin_manager().rack("linux-vst")
 
 
