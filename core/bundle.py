@@ -292,6 +292,9 @@ class ModelBundle:
         missing = [key for key in needed if key not in meta]
         if missing:
             raise BundleError(f"{broken} lacks {', '.join(missing)}; the bundle is corrupt, retrain it.")
+        unsafe = [name for name in meta["effect_order"] if not isinstance(name, str) or not _MODEL_NAME.match(param_model_name(name))]
+        if unsafe:  # effect names become model file names
+            raise BundleError(f"{broken} names an invalid effect {unsafe[0]!r}; the bundle is corrupt, retrain it.")
         try:
             FeatureSettings.from_json(meta["feature_settings"])
             for name in meta["effect_order"]:

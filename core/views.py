@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ except ImportError:  # pragma: no cover - torch is a dependency
     _TorchDataset = object  # type: ignore[assignment,misc]
 
 IGNORE_INDEX = -100  # label of padded steps (torch's cross-entropy ignore_index)
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
 class DatasetReader:
@@ -96,6 +98,12 @@ class DatasetReader:
         for key in ("config", "effects", "features", "fingerprint", "counts"):
             if key not in data:
                 raise DatasetError(f"'{path}' lacks {key!r}; generate the dataset again.")
+        # Effect names become file and folder names of models, logs and checkpoints:
+        # a name like "../x" must not steer training's writes out of the bundle.
+        names = [*data["config"].get("effects", []), *data["effects"]]
+        unsafe = [name for name in names if not isinstance(name, str) or not _SAFE_NAME.match(name)]
+        if unsafe:
+            raise DatasetError(f"'{path}' names an invalid effect {unsafe[0]!r}; generate the dataset again.")
         return data
 
     def _load_manifest(self):
