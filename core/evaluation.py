@@ -300,6 +300,7 @@ def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathL
     """``(reader, rack, bundle)`` after checking that they belong together: the
     dataset's rack exists, the bundle is for it (effects, knobs, audio settings) and for
     the dataset's feature settings, every parameter model is there, and the split has chains."""
+    from serumrnn.core.bundle import _spec_key
     from serumrnn.core.features import FeatureSettings
     from serumrnn.core.registry import get_plugin_manager
     from serumrnn.core.session import resolve_bundle
@@ -307,8 +308,9 @@ def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathL
 
     reader = DatasetReader(data_dir)
     rack = get_plugin_manager().rack(reader.metadata["config"]["rack"])
-    dataset_specs = {name: [spec.to_json() for spec in reader.specs[name]] for name in reader.effect_names}
-    rack_specs = {name: [spec.to_json() for spec in rack.effect(name).params] for name in rack.effect_names}
+    # Only the knob fields that change the sound count (a relabelled knob is the same knob).
+    dataset_specs = {name: [_spec_key(spec.to_json()) for spec in reader.specs[name]] for name in reader.effect_names}
+    rack_specs = {name: [_spec_key(spec.to_json()) for spec in rack.effect(name).params] for name in rack.effect_names}
     if tuple(reader.effect_names) != rack.effect_names or dataset_specs != rack_specs:
         raise DatasetError(
             f"Dataset '{reader.path}' was generated with other effects or knobs than rack {rack.name} has now; "

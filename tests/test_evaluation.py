@@ -213,3 +213,13 @@ def test_bad_options(tiny_dataset, tiny_bundle, tmp_path):
     outcome = runner.invoke(app, ["evaluate", *args, "--out", str(tmp_path / "full")])
     assert outcome.exit_code == 2 and "not empty" in outcome.stderr
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
+def test_dataset_made_with_other_knobs(tiny_dataset, tiny_bundle, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["effects"]["eq"][0]["sample_ranges"] = [[0.0, 0.1]]
+    (data / "dataset.json").write_text(json.dumps(meta))
+    message = _fails_cleanly(["--bundle", str(tiny_bundle), "--data", str(data)], tmp_path / "out")
+    assert "other effects or knobs" in message
