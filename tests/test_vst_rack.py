@@ -64,7 +64,7 @@ def test_preset_file_cannot_leave_the_rack_folder(tmp_path):
 
 
 def test_missing_plugins_make_the_rack_unavailable_with_the_searched_folders(tmp_path, monkeypatch):
-    monkeypatch.delenv(PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.setenv(PLUGIN_PATH_ENV, "")  # restored after the test, even when a command changes it
     rack_file = load_rack_file(write_rack(tmp_path, root=tmp_path / "nowhere"))
     available, reason = rack_file.availability()
     assert not available
@@ -114,7 +114,7 @@ def test_invalid_toml_is_one_sentence(tmp_path):
 
 
 def test_serum_rack_is_listed_unavailable_with_where_it_looked(monkeypatch):
-    monkeypatch.delenv(PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.setenv(PLUGIN_PATH_ENV, "")  # restored after the test, even when a command changes it
     reset_plugin_manager()
     try:
         result = runner.invoke(app, ["racks", "--json"])
@@ -128,7 +128,7 @@ def test_serum_rack_is_listed_unavailable_with_where_it_looked(monkeypatch):
 
 
 def test_racks_plugin_path_option_points_at_a_folder(tmp_path, monkeypatch):
-    monkeypatch.delenv(PLUGIN_PATH_ENV, raising=False)
+    monkeypatch.setenv(PLUGIN_PATH_ENV, "")  # restored after the test, even when a command changes it
     rack_dir = tmp_path / "racks"
     rack_dir.mkdir()
     write_rack(rack_dir, name="mini", root=tmp_path / "nowhere")
