@@ -30,7 +30,9 @@ def print_session(session, *, title: str) -> None:
     for step in session.steps:
         text = step.instruction.split(": ", 1)[1] if ": " in step.instruction else step.instruction
         style = "bold green" if step.index == best else ("" if step.better else "yellow")
-        marker = "  <- best" if step.index == best else ("" if step.better else "  (worse: undo)")
+        # A worse step before the best one stays: the later steps were chosen with it applied.
+        marker = "  <- best" if step.index == best else ("" if step.better else (
+            "  (worse on its own)" if step.index < best else "  (worse: leave out)"))
         table.add_row(str(step.index), f"[{style}]{text}[/{style}]{marker}" if style else text + marker,
                       f"{step.metrics[metric]:.4g}", f"{session.closer_pct(step.metrics):+.1f}%")
     console.print(table)
