@@ -106,6 +106,8 @@ class TrainOptions:
             raise ParameterError(f"--workers is {self.num_workers}; give 0 or more.")
         if not self.learning_rate > 0:
             raise ParameterError(f"Learning rate is {self.learning_rate}; give a positive number.")
+        if self.device is not None:
+            pick_device(self.device)  # an unknown device is refused before the bundle folder is made
 
 
 # -- tasks: inputs, loss and validation metrics of each model kind ----------------------

@@ -76,6 +76,8 @@ class DatasetReader:
     # -- validation ----------------------------------------------------------------
     def _load_metadata(self) -> dict:
         path = self.path / DATASET_JSON
+        if self.path.exists() and not self.path.is_dir():
+            raise DatasetError(f"'{self.path}' is a file, not a dataset directory; give the folder made by serumrnn generate.")
         if not self.path.is_dir():
             raise DatasetError(f"Dataset directory '{self.path}' does not exist; run serumrnn generate first.")
         if not path.exists():

@@ -588,3 +588,47 @@ def test_broken_datasets_are_refused_by_info_and_train(damage, tiny_dataset, tmp
          fragment),
     ])
     assert tree(tmp_path) == before
+
+
+# --- bad options of every command (values that pass the command line but not our checks) ---------
+
+
+def bad_option_runs(tiny_bundle, tiny_dataset, reference, out):
+    generate = ["generate", "--out", out, "--group", "basic", "--chains-per-combo", "1"]
+    train = ["train", "params", "--data", tiny_dataset, "--out", out, "--quiet"]
+    return [
+        ("unknown group", ["generate", "--out", out, "--group", "nope", "--chains-per-combo", "1"], "no preset group 'nope'"),
+        ("no chains", [*generate[:-1], "0"], "--chains-per-combo is 0"),
+        ("negative seed", [*generate, "--seed", "-1"], "--seed is -1"),
+        ("no workers", [*generate, "--workers", "0"], "--workers is 0"),
+        ("unknown rack", [*generate, "--rack", "moog"], "Unknown rack 'moog'"),
+        ("demo: unknown preset", ["demo", "--preset", "kazoo", "--bundle", tiny_bundle, "--out", out], "no preset 'kazoo'"),
+        ("demo: unknown selector", ["demo", "--selector", "genius", "--bundle", tiny_bundle, "--out", out],
+         "Unknown selector 'genius'"),
+        ("demo: unknown bundle", ["demo", "--bundle", "nope", "--out", out], "No model bundle 'nope'"),
+        ("suggest: unknown metric", ["suggest", "saw", reference, "--bundle", tiny_bundle, "--metric", "loudness",
+                                     "--out", out], "Unknown metric"),
+        ("suggest: a folder that is no bundle", ["suggest", "saw", reference, "--bundle", reference.parent, "--out", out],
+         "has no bundle.json"),
+        ("train: batch size 0", [*train, "--batch-size", "0"], "Batch size is 0"),
+        ("train: unknown device", [*train, "--device", "tpu"], "Unknown device 'tpu'"),
+        ("train: patience -1", [*train, "--patience", "-1"], "Patience is -1"),
+        ("train: negative time", [*train, "--max-minutes", "-5"], "--max-minutes is -5"),
+        ("train: negative workers", [*train, "--workers", "-2"], "--workers is -2"),
+        ("train: unknown size", [*train, "--size", "huge"], "Unknown model size"),
+        ("train selector: unknown kind", ["train", "selector", "--data", tiny_dataset, "--out", out, "--kind", "lstm"],
+         "Unknown selector kind"),
+        ("dataset info: a file", ["dataset", "info", reference], "is a file"),
+        ("dataset info: not a dataset", ["dataset", "info", reference.parent], "holds no dataset.json"),
+        ("compare: a preset name", ["compare", "saw", reference], "does not exist"),
+        ("render: NaN knob", ["render", "saw", "-o", out, "--fx", "eq:gain=nan"], "is nan"),
+        ("render: infinite knob", ["render", "saw", "-o", out, "--fx", "eq:gain=inf"], "is inf"),
+        ("presets: unknown rack", ["presets", "--rack", "moog"], "Unknown rack 'moog'"),
+        ("effects: unknown rack", ["effects", "--rack", "moog", "--json"], "Unknown rack 'moog'"),
+    ]
+
+
+def test_bad_options_of_every_command_write_nothing(tiny_bundle, tiny_dataset, reference, tmp_path):
+    out = tmp_path / "out"
+    check_refusals(bad_option_runs(tiny_bundle, tiny_dataset, reference, out))
+    assert tree(tmp_path) == set()
