@@ -50,6 +50,7 @@ SERUMRNN := $(VENV)/bin/serumrnn
 MODEL_GROUPS := basic advanced modulating all
 PARAM_MINUTES_basic := 20
 SELECTOR_MINUTES_basic := 12
+RNN_MINUTES_basic := 20
 PARAM_MINUTES_advanced := 12
 SELECTOR_MINUTES_advanced := 8
 # A second, longer rnn pass: the first, sharing 8 minutes with ni and cnn on a busy
