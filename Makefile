@@ -50,17 +50,17 @@ SERUMRNN := $(VENV)/bin/serumrnn
 MODEL_GROUPS := basic advanced modulating all
 PARAM_MINUTES_basic := 20
 SELECTOR_MINUTES_basic := 12
-RNN_MINUTES_basic := 20
 PARAM_MINUTES_advanced := 12
 SELECTOR_MINUTES_advanced := 8
-# A second, longer rnn pass: the first, sharing 8 minutes with ni and cnn on a busy
-# machine, stopped after a few epochs (it early-stops within 20 minutes on its own).
-RNN_MINUTES_advanced := 20
 PARAM_MINUTES_modulating := 12
 SELECTOR_MINUTES_modulating := 8
-RNN_MINUTES_modulating := 20
-PARAM_MINUTES_all := 24
-SELECTOR_MINUTES_all := 14
+PARAM_MINUTES_all := 50
+SELECTOR_MINUTES_all := 25
+# Second, longer passes (task:model:minutes), run after the first: the first passes ran
+# on a busy machine and stopped after a few epochs; these early-stop on their own.
+EXTRA_PASSES_basic := selector:rnn:20
+EXTRA_PASSES_advanced := selector:rnn:20 params:all:25
+EXTRA_PASSES_modulating := selector:rnn:20 params:eq:12
 
 models: $(addprefix models-,$(MODEL_GROUPS))
 
@@ -70,8 +70,12 @@ models-%: $(STAMP)
 		--max-minutes $(PARAM_MINUTES_$*) --threads 1 --fresh
 	$(SERUMRNN) train selector --data $(DATA)/$*-s0 --out $(WORK)/$* --kind all --size compact \
 		--max-minutes $(SELECTOR_MINUTES_$*) --threads 1 --fresh
-	$(if $(RNN_MINUTES_$*),$(SERUMRNN) train selector --data $(DATA)/$*-s0 --out $(WORK)/$* --kind rnn \
-		--size compact --max-minutes $(RNN_MINUTES_$*) --threads 1 --fresh)
+	for pass in $(EXTRA_PASSES_$*); do \
+		set -- $$(echo $$pass | tr : ' '); \
+		if [ $$1 = params ]; then which=--effect; else which=--kind; fi; \
+		$(SERUMRNN) train $$1 --data $(DATA)/$*-s0 --out $(WORK)/$* $$which $$2 --size compact \
+			--max-minutes $$3 --threads 1 --fresh || exit 1; \
+	done
 	rm -rf core/bundles/$* && mkdir -p core/bundles/$*
 	cp $(WORK)/$*/bundle.json $(WORK)/$*/*.safetensors core/bundles/$*/
 
