@@ -42,7 +42,7 @@ bench: $(STAMP)
 # chains per preset and effect subset, seed 0), compact models trained with one torch
 # thread under a time budget per command, bundle files copied into core/bundles/<group>.
 # The budgets make the result depend on the machine's speed; each group's wall time is
-# about its two budgets plus ~1-2 minutes of data generation (2-core CPU).
+# at most the sum of its budgets plus ~1-2 minutes of data generation (2-core CPU).
 # `make models` builds every group, `make models-all` just one.
 DATA := $(HOME)/.cache/serumrnn/data
 WORK := $(HOME)/.cache/serumrnn/bundles
@@ -60,7 +60,7 @@ SELECTOR_MINUTES_all := 25
 # on a busy machine and stopped after a few epochs; these early-stop on their own.
 EXTRA_PASSES_basic := selector:rnn:20
 EXTRA_PASSES_advanced := selector:rnn:20 params:all:25
-EXTRA_PASSES_modulating := selector:rnn:20 params:eq:12
+EXTRA_PASSES_modulating := selector:rnn:20 params:eq:12 params:distortion:6 params:phaser:6
 
 models: $(addprefix models-,$(MODEL_GROUPS))
 
