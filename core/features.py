@@ -86,22 +86,6 @@ class LibrosaFeatureExtractor:
     def __init__(self, settings: FeatureSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings
 
-    def db_mel(self, audio: np.ndarray) -> np.ndarray:
-        """dB mel of ``audio`` shape ``(n_samples,)`` or ``(batch, n_samples)``;
-        shape ``(..., n_mels, n_frames)``."""
-        import librosa
-
-        s = self.settings
-        spectrum = librosa.stft(np.asarray(audio, dtype=np.float32), n_fft=s.n_fft, hop_length=s.hop_length)
-        power = spectrum.real**2 + spectrum.imag**2
-        mel = np.matmul(_mel_basis(s), power)
-        return power_to_db(mel, top_db=s.top_db)
-
-    def mfcc_from_db(self, db_mel: np.ndarray) -> np.ndarray:
-        import librosa
-
-        return librosa.feature.mfcc(S=db_mel, n_mfcc=self.settings.n_mfcc).astype(np.float32)
-
     def extract(self, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Features:
         """Features of mono audio, shape ``(n_samples,)``: the same arithmetic as
         ``extract_batch``, so sessions see exactly what the models were trained on."""

@@ -56,9 +56,14 @@ def pcc(db_mel_a: np.ndarray, db_mel_b: np.ndarray) -> np.ndarray:
         return np.where(denominator > 0, np.sum(a * b, axis=-1) / np.where(denominator > 0, denominator, 1), 0.0)
 
 
+def _magnitude_frames_first(audio: np.ndarray, n_fft: int) -> np.ndarray:
+    """|STFT| with a Hann window, hop n_fft/4 (75% overlap), centred; ``(..., frames, bins)``."""
+    return np.abs(framed_rfft(audio, n_fft, n_fft // 4))
+
+
 def magnitude_spectrogram(audio: np.ndarray, n_fft: int) -> np.ndarray:
     """|STFT| with a Hann window, hop n_fft/4 (75% overlap), centred; ``(..., bins, frames)``."""
-    return np.abs(framed_rfft(audio, n_fft, n_fft // 4)).swapaxes(-1, -2)
+    return _magnitude_frames_first(audio, n_fft).swapaxes(-1, -2)
 
 
 def mss_spectra(audio: np.ndarray, fft_sizes: tuple[int, ...] = MSS_FFT_SIZES) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -66,7 +71,7 @@ def mss_spectra(audio: np.ndarray, fft_sizes: tuple[int, ...] = MSS_FFT_SIZES) -
     spectra = []
     for n_fft in fft_sizes:
         # Frames-first layout straight from the FFT: the means below do not care.
-        magnitude = np.abs(framed_rfft(audio, n_fft, n_fft // 4))
+        magnitude = _magnitude_frames_first(audio, n_fft)
         spectra.append((magnitude, np.log(magnitude + MSS_EPSILON)))
     return spectra
 
