@@ -29,7 +29,7 @@ def _size_text(n_bytes: int) -> str:
 @friendly_errors
 def generate_command(
     out: Annotated[Path, typer.Option("--out", help="Dataset directory (created; rerun the same command to resume).")],
-    group: Annotated[str, typer.Option("--group", help="Preset group: basic, advanced, modulating or all.")],
+    group: Annotated[str, typer.Option("--group", help="Preset group: basic, advanced, modulating, all or varied (only generated patches).")],
     chains_per_combo: Annotated[int, typer.Option("--chains-per-combo", help="Chains per preset and effect subset.")],
     seed: Annotated[int, typer.Option("--seed", help="Random seed (same seed, same bytes).")] = 0,
     rack: Annotated[str, typer.Option("--rack", help="Rack to render with.")] = "builtin",
@@ -37,13 +37,21 @@ def generate_command(
     ray_address: Annotated[
         str | None, typer.Option("--ray-address", help="Run on Ray: 'local' or a cluster address (needs serumrnn\\[distributed]).")
     ] = None,
+    varied: Annotated[int, typer.Option("--varied", min=0, help="Add this many generated patches (varied-<seed>).")] = 0,
+    varied_first_seed: Annotated[
+        int, typer.Option("--varied-first-seed", min=0, help="Seed of the first generated patch.")] = 0,
+    varied_chains_per_combo: Annotated[
+        int | None, typer.Option("--varied-chains-per-combo", min=1,
+                                 help="Chains per generated patch and effect subset (default: --chains-per-combo).")
+    ] = None,
 ) -> None:
     """Generate a training dataset: sampled effect chains, every sub-chain rendered, features stored."""
     from serumrnn.core.dataset import generate_dataset
 
     summary = generate_dataset(
         out, rack=rack, group=group, chains_per_combo=chains_per_combo, seed=seed, workers=workers,
-        ray_address=ray_address, progress=True,
+        ray_address=ray_address, progress=True, varied=varied, varied_first_seed=varied_first_seed,
+        varied_chains_per_combo=varied_chains_per_combo,
     )
     if summary["skipped"]:
         console.print(f"Dataset {out} is already complete ({summary['renders']:,} renders); nothing to do.")

@@ -34,14 +34,18 @@ Fp32Option = Annotated[bool, typer.Option("--fp32", help="Store float32 weights 
 FreshOption = Annotated[bool, typer.Option("--fresh", help="Ignore checkpoints of an interrupted run.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the trained models' bundle entries as JSON.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+InitOption = Annotated[str | None, typer.Option(
+    "--init-from", help="Start from this bundle's weights (folder or shipped name; same size) instead of random ones.")]
 
 
-def _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes):
+def _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from):
+    from serumrnn.core.session import bundle_path
     from serumrnn.core.training import TrainOptions
 
     options = TrainOptions(
         epochs=epochs, patience=patience, num_workers=workers, seed=seed, batch_size=batch_size, device=device,
         float16=not fp32, resume=not fresh, progress=not quiet, max_minutes=max_minutes,
+        init_from=None if init_from is None else str(bundle_path(init_from)),
     )
     options.check()
     return options
@@ -118,13 +122,14 @@ def params_command(
     fresh: FreshOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    init_from: InitOption = None,
 ) -> None:
     """Train effect parameter models (one per effect) on a dataset."""
     from serumrnn.core.errors import ParameterError
     from serumrnn.core.training import open_dataset, train_params
 
     _check_size(size)
-    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes)
+    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from)
     _, identity = open_dataset(data)
     names = list(identity.effect_names) if effect == "all" else [effect.strip().lower()]
     unknown = [name for name in names if name not in identity.effects]
@@ -155,6 +160,7 @@ def selector_command(
     fresh: FreshOption = False,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
+    init_from: InitOption = None,
 ) -> None:
     """Train effect selectors: SerumRNN (rnn) and the NI and CNN baselines."""
     from serumrnn.core.errors import ParameterError
@@ -165,7 +171,7 @@ def selector_command(
     if any(k not in SELECTOR_KINDS for k in kinds):
         raise ParameterError(f"Unknown selector kind {kind!r}; choose rnn, ni, cnn or all.")
     _check_size(size)
-    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes)
+    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from)
     open_dataset(data)  # a clear error for a bad folder before any work
     jobs = [(f"selector-{k}", lambda o, k=k: train_selector(data, k, out, size=size, options=o)) for k in kinds]
     _report(_run_all(jobs, options, max_minutes, threads), out, as_json)

@@ -159,6 +159,14 @@ def _check_has_sample_chunk(path: Path) -> None:
             handle.seek(offset)
             chunk_id, chunk_size = struct.unpack(order + "4sI", handle.read(8))
             if chunk_id == sample_chunk:
+                # 0 and 0xFFFFFFFF are what streaming writers put before they know the size.
+                promised = chunk_size not in (0, 0xFFFFFFFF)
+                held = size - (offset + 8)
+                if promised and held < chunk_size:
+                    raise AudioError(
+                        f"Audio file {_describe(path)} is cut short: its header promises {chunk_size:,} bytes of "
+                        f"audio but only {max(held, 0):,} are there; export it again."
+                    )
                 return
             offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to even sizes
     raise AudioError(

@@ -37,6 +37,7 @@ import numpy as np
 from serumrnn.core.audio import atomic_output
 from serumrnn.core.errors import BundleError, OutputError, ParameterError
 from serumrnn.core.features import Features, FeatureSettings
+from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.params import ParamSpec
 
 BUNDLE_FORMAT = "serumrnn-bundle"
@@ -144,6 +145,8 @@ class ModelBundle:
         self.effect_names: tuple[str, ...] = tuple(meta["effect_order"])
         self.preset_group: str = meta["preset_group"]
         self.feature_settings = FeatureSettings.from_json(meta["feature_settings"])
+        # Bundles from before the convention existed record none: they use sounds as they come.
+        self.loudness = convention_from_json(meta.get("loudness"), where=f"Bundle '{self.path}'")
         self.effect_specs: dict[str, tuple[ParamSpec, ...]] = {
             name: tuple(ParamSpec.from_json(spec) for spec in meta["effects"][name]) for name in self.effect_names
         }
@@ -159,9 +162,11 @@ class ModelBundle:
         preset_group: str,
         feature_settings: FeatureSettings,
         dataset_fingerprint: str = "",
+        loudness: LoudnessConvention = NONE_LOUDNESS,
     ) -> dict:
         """``bundle.json`` content of an empty bundle."""
         return {
+            "loudness": loudness.to_json(),
             "format": BUNDLE_FORMAT,
             "format_version": FORMAT_VERSION,
             "rack": rack_name,
@@ -211,6 +216,9 @@ class ModelBundle:
             )
         if FeatureSettings.from_json(wanted["feature_settings"]) != self.feature_settings:
             raise BundleError(f"{where} was made with other feature settings than this dataset; use another --out folder.")
+        if wanted["loudness"] != self.loudness.to_json():
+            raise BundleError(f"{where} was trained under loudness convention {self.loudness.name}, this dataset under "
+                              f"{wanted['loudness']['name']}; use another --out folder.")
         self._check_effects(wanted["effect_order"], wanted["effects"], "this dataset")
 
     def _check_effects(self, names: Sequence[str], specs: Mapping[str, Sequence[Mapping]], other: str) -> None:
@@ -324,7 +332,7 @@ class ModelBundle:
                 f"{rack.name} renders {rack.sample_rate} Hz, {rack.duration_s:g} s; use a matching bundle."
             )
 
-    def _read_weights(self, name: str) -> dict:
+    def read_weights(self, name: str) -> dict:
         import safetensors.torch
 
         entry = self.meta["models"][name]
@@ -362,7 +370,7 @@ class ModelBundle:
             model = build_model(task, self.feature_settings, config, specs=specs, n_effects=len(self.effect_names))
         except (KeyError, TypeError, ValueError, ParameterError) as exc:
             raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
-        weights = self._read_weights(name)
+        weights = self.read_weights(name)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError:
@@ -488,6 +496,12 @@ class ModelBundle:
 
     def predict_knobs_batch(self, effect: str, currents: Sequence[Features], targets: Sequence[Features]) -> list[dict[str, float]]:
         """``predict_knobs`` for many (current, target) pairs in one forward pass."""
+        return [knobs for knobs, _ in self.predict_knobs_ranked(effect, currents, targets)]
+
+    def predict_knobs_ranked(self, effect: str, currents: Sequence[Features], targets: Sequence[Features]
+                             ) -> list[tuple[dict[str, float], dict[str, list[tuple[float, float]]]]]:
+        """``predict_knobs_batch`` plus, per categorical knob, every class as ``(knob value,
+        probability)``, most probable first (the search tries the runners-up)."""
         import torch
 
         from serumrnn.core.models import split_specs
@@ -506,13 +520,21 @@ class ModelBundle:
             continuous, logits = model(mel, mfcc)
             continuous = continuous.float().clamp(0.0, 1.0).cpu().numpy()
             classes = [head.argmax(dim=1).cpu().numpy() for head in logits]
+            probabilities = [torch.softmax(head.float(), dim=1).cpu().numpy() for head in logits]
         continuous_specs, categorical_specs = split_specs(self.effect_specs[effect])
         results = []
         for row in range(len(pairs)):
             values = {spec.name: float(continuous[row, i]) for i, spec in enumerate(continuous_specs)}
             values.update({spec.name: spec.class_knob(int(classes[i][row])) for i, spec in enumerate(categorical_specs)})
             ordered = [spec.name for spec in self.effect_specs[effect] if spec.name in values]
-            results.append({name: values[name] for name in ordered})
+            ranked = {}
+            for i, spec in enumerate(categorical_specs):
+                row_probabilities = probabilities[i][row]
+                # The argmax first, as predict_knobs gives it, then the others by probability.
+                order = [int(classes[i][row]), *(int(c) for c in np.argsort(-row_probabilities, kind="stable")
+                                                 if c != classes[i][row])]
+                ranked[spec.name] = [(spec.class_knob(c), float(row_probabilities[c])) for c in order]
+            results.append(({name: values[name] for name in ordered}, ranked))
         return results
 
     def selector_probabilities(self, kind: str, history: Sequence[Features], applied: Sequence[str],

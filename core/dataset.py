@@ -45,7 +45,9 @@ import attrs
 import numpy as np
 
 from serumrnn.core.errors import DatasetError, OutputError, ParameterError
+from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.params import sample_knobs
+from serumrnn.synths.varied import GROUP as VARIED_GROUP, is_varied, varied_names
 
 FORMAT_VERSION = 1
 # Renders per shard: large enough that per-shard overhead vanishes, small enough
@@ -155,13 +157,16 @@ def sub_chain_masks(n_effects: int) -> range:
 def resolve_presets(rack, group: str, presets: Sequence[str] | None = None) -> tuple[str, ...]:
     """Preset names of ``group`` (``all`` = every preset), optionally restricted."""
     groups = rack.synth.groups()
-    if group == GROUP_ALL:
+    if group == VARIED_GROUP:  # generated patches only: ``varied`` names them
+        names: tuple[str, ...] = ()
+    elif group == GROUP_ALL:
         names = tuple(preset.name for preset in rack.synth.presets)
     elif group in groups:
         names = groups[group]
     else:
         raise ParameterError(
-            f"Rack {rack.name} has no preset group {group!r}; choose one of {', '.join([*groups, GROUP_ALL])}."
+            f"Rack {rack.name} has no preset group {group!r}; choose one of "
+            f"{', '.join([*groups, GROUP_ALL, VARIED_GROUP])}."
         )
     if presets is None:
         return names
@@ -172,7 +177,8 @@ def resolve_presets(rack, group: str, presets: Sequence[str] | None = None) -> t
 
 
 def dataset_metadata(
-    rack, *, group: str, presets: Sequence[str], chains_per_combo: int, seed: int, renders_per_shard: int
+    rack, *, group: str, presets: Sequence[str], chains_per_combo: int, seed: int, renders_per_shard: int,
+    varied_chains_per_combo: int | None = None, loudness: LoudnessConvention = DEFAULT_LOUDNESS,
 ) -> dict:
     """Everything that defines a dataset's bytes, plus its fingerprint."""
     from serumrnn.core.features import DEFAULT_SETTINGS
@@ -182,6 +188,8 @@ def dataset_metadata(
         "group": group,
         "presets": list(presets),
         "chains_per_combo": int(chains_per_combo),
+        "varied_chains_per_combo": int(chains_per_combo if varied_chains_per_combo is None else varied_chains_per_combo),
+        "loudness": loudness.to_json(),
         "seed": int(seed),
         "renders_per_shard": int(renders_per_shard),
         "effects": list(rack.effect_names),
@@ -224,6 +232,16 @@ class ShardPlan:
         return cls(**{**data, "units": tuple(tuple(unit) for unit in data["units"])})
 
 
+def chain_count(config: Mapping, preset: str, subset_mask: int) -> int:
+    """Chains drawn for one preset and effect subset (one dry chain for the empty subset;
+    generated patches may get fewer chains each than the presets, as there are many more)."""
+    if subset_mask == 0:
+        return 1
+    if is_varied(preset):
+        return int(config.get("varied_chains_per_combo", config["chains_per_combo"]))
+    return int(config["chains_per_combo"])
+
+
 def renders_per_chain(subset_mask: int) -> int:
     """Renders stored for one chain of a subset (the dry render for the empty one)."""
     return max(1, (1 << bin(subset_mask).count("1")) - 1)
@@ -247,7 +265,7 @@ def plan_shards(config: Mapping) -> list[ShardPlan]:
         units: list[list[int]] = []
         n_renders = 0
         for mask in range(n_subsets):
-            count = 1 if mask == 0 else int(config["chains_per_combo"])
+            count = chain_count(config, preset, mask)
             cost = renders_per_chain(mask)
             for index in range(count):
                 if units and n_renders + cost > limit:
@@ -401,7 +419,10 @@ def _render_shard(out_dir: Path, metadata: Mapping, shard: ShardPlan, report: Ca
 
     mel = np.empty((shard.n_renders, settings.n_mels, settings.n_frames), dtype=np.float16)
     mfcc = np.empty((shard.n_renders, settings.n_mfcc, settings.n_frames), dtype=np.float16)
-    dry = rack.dry(shard.preset)
+    # The loudness convention (core/loudness.py): the source is levelled before the chain,
+    # every render after it; the prefix tree below keeps the unlevelled chain audio.
+    loudness = convention_from_json(config.get("loudness"), where="This dataset")
+    dry = rack.level_source(shard.preset, loudness)
     batch = np.empty((FEATURE_BATCH, dry.shape[0]), dtype=np.float32)
     batch_fill = 0
     rows_done = 0
@@ -419,7 +440,7 @@ def _render_shard(out_dir: Path, metadata: Mapping, shard: ShardPlan, report: Ca
 
     def add(audio: np.ndarray) -> None:
         nonlocal batch_fill
-        batch[batch_fill] = audio
+        batch[batch_fill] = loudness.apply(audio, sample_rate)
         batch_fill += 1
         if batch_fill == FEATURE_BATCH:
             flush()
@@ -447,7 +468,7 @@ def _render_shard(out_dir: Path, metadata: Mapping, shard: ShardPlan, report: Ca
         columns["seed"].append(seed)
 
     for subset_mask, first, stop in shard.units:
-        count = 1 if subset_mask == 0 else int(config["chains_per_combo"])
+        count = chain_count(config, shard.preset, subset_mask)
         for chain in sample_chains(rack, seed, shard.preset, subset_mask, count)[first:stop]:
             if not chain.order:
                 add_row(chain, (), True)
@@ -672,6 +693,10 @@ def generate_dataset(
     progress: bool = True,
     presets: Sequence[str] | None = None,
     renders_per_shard: int = RENDERS_PER_SHARD,
+    varied: int = 0,
+    varied_first_seed: int = 0,
+    varied_chains_per_combo: int | None = None,
+    loudness: LoudnessConvention = DEFAULT_LOUDNESS,
 ) -> dict:
     """Generate (or finish) a dataset in ``out_dir``.
 
@@ -687,6 +712,10 @@ def generate_dataset(
     progress: show a rich progress bar.
     presets: restrict the group to these presets (tests, small experiments).
     renders_per_shard: shard size (part of the config).
+    varied, varied_first_seed: add this many generated patches ``varied-<seed>`` of the
+        built-in synth, seeds from ``varied_first_seed`` on (group ``varied``: only them).
+    varied_chains_per_combo: chains per generated patch and subset (default: as presets).
+    loudness: the loudness convention renders are stored under (core/loudness.py).
 
     Worker processes re-import the calling script's ``__main__`` module, so a script
     that calls this with ``workers > 1`` must do so under ``if __name__ == "__main__":``
@@ -709,11 +738,22 @@ def generate_dataset(
         raise ParameterError(f"--workers is {workers!r}; give a whole number of at least 1.")
     if renders_per_shard < 1:
         raise ParameterError(f"renders_per_shard is {renders_per_shard!r}; give a whole number of at least 1.")
+    for name, value in (("--varied", varied), ("--varied-first-seed", varied_first_seed)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise ParameterError(f"{name} is {value!r}; give a whole number of 0 or more.")
+    if varied_chains_per_combo is not None and (
+            not isinstance(varied_chains_per_combo, (int, np.integer)) or varied_chains_per_combo < 1):
+        raise ParameterError(f"--varied-chains-per-combo is {varied_chains_per_combo!r}; give a whole number of at least 1.")
     the_rack = get_plugin_manager().rack(rack)
     preset_names = resolve_presets(the_rack, group, presets)
+    if varied:
+        the_rack.synth.preset(varied_names(varied_first_seed, 1)[0])  # a synth without generated patches says so
+        preset_names = (*preset_names, *varied_names(int(varied_first_seed), int(varied)))
+    if not preset_names:
+        raise ParameterError(f"Group {group} holds no presets; give --varied N for that many generated patches.")
     metadata = dataset_metadata(
         the_rack, group=group, presets=preset_names, chains_per_combo=int(chains_per_combo), seed=int(seed),
-        renders_per_shard=int(renders_per_shard),
+        renders_per_shard=int(renders_per_shard), varied_chains_per_combo=varied_chains_per_combo, loudness=loudness,
     )
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():

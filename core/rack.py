@@ -11,6 +11,7 @@ import numpy as np
 
 from serumrnn.core.errors import ParameterError
 from serumrnn.core.interfaces import Effect, Synth
+from serumrnn.core.loudness import LoudnessConvention
 from serumrnn.core.params import resolve_knobs
 
 SAMPLE_RATE = 44100
@@ -38,10 +39,15 @@ class Rack:
         sample_rate: int = SAMPLE_RATE,
         duration_s: float = DURATION_S,
         description: str = "",
+        pure_effects: bool | None = None,
     ) -> None:
         self.name = name
         self.synth = synth
         self.effects: dict[str, Effect] = {effect.name: effect for effect in effects}
+        # Pure effects let a chain be continued from an earlier output (``process``); an
+        # effect that keeps state between calls (a hosted plugin) says ``pure = False``.
+        self.pure_effects = (all(getattr(effect, "pure", True) for effect in self.effects.values())
+                             if pure_effects is None else bool(pure_effects))
         self.sample_rate = sample_rate
         self.duration_s = duration_s
         self.description = description
@@ -85,12 +91,27 @@ class Rack:
             resolved.append((name, resolve_knobs(name, effect.params, knobs)))
         return resolved
 
-    def render(self, source: str | np.ndarray, chain: Chain = ()) -> np.ndarray:
+    def render(self, source: str | np.ndarray, chain: Chain = (), *, loudness: LoudnessConvention | None = None
+               ) -> np.ndarray:
         """Render ``source`` (preset name or float32 audio ``(n_samples,)``) through ``chain``.
+
+        With a ``loudness`` convention the source is levelled before the chain and the
+        result after it (``core/loudness.py``); without one both stay as they are.
 
         Returns float32 audio, shape ``(n_samples,)``.
         """
+        raw = self.process(self.level_source(source, loudness), chain)
+        return raw if loudness is None else loudness.apply(raw, self.sample_rate)
+
+    def level_source(self, source: str | np.ndarray, loudness: LoudnessConvention | None = None) -> np.ndarray:
+        """The audio that enters a chain: the preset's render or the given audio, levelled."""
         audio = self.dry(source) if isinstance(source, str) else np.asarray(source, dtype=np.float32)
+        return audio if loudness is None else loudness.apply(audio, self.sample_rate)
+
+    def process(self, audio: np.ndarray, chain: Chain) -> np.ndarray:
+        """Run ``audio`` through ``chain`` as it is (no levelling): a chain can be continued
+        from where an earlier call stopped when ``pure_effects`` (every effect's ``process``
+        is pure)."""
         for name, knobs in self.validate_chain(chain):
             audio = self.effects[name].process(audio, self.sample_rate, knobs)
         return audio

@@ -44,6 +44,7 @@ from serumrnn.core.audio import atomic_output
 from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_name, write_bytes_atomic
 from serumrnn.core.errors import DatasetError, ParameterError
 from serumrnn.core.features import FeatureSettings
+from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.models import (
     IGNORE_INDEX,
     SELECTOR_KINDS,
@@ -78,6 +79,8 @@ class TrainOptions:
     resume: continue from a matching checkpoint of an interrupted run.
     float16: store the bundle's weights in half precision.
     max_batches_per_epoch: cap on training batches per epoch (tests, benchmarks).
+    init_from: a bundle (folder or shipped name) whose model of the same name and
+        architecture gives the starting weights (a warm start), instead of random ones.
     """
 
     epochs: int = 100
@@ -92,6 +95,7 @@ class TrainOptions:
     resume: bool = True
     float16: bool = True
     max_batches_per_epoch: int | None = None
+    init_from: str | None = None
 
     def check(self) -> None:
         if self.epochs < 1:
@@ -767,6 +771,7 @@ class BundleIdentity:
     preset_group: str
     feature_settings: FeatureSettings
     dataset_fingerprint: str = ""
+    loudness: LoudnessConvention = NONE_LOUDNESS
 
     @property
     def effect_names(self) -> tuple[str, ...]:
@@ -774,7 +779,8 @@ class BundleIdentity:
 
     def bundle_kwargs(self) -> dict:
         return {"rack_name": self.rack_name, "effects": self.effects, "preset_group": self.preset_group,
-                "feature_settings": self.feature_settings, "dataset_fingerprint": self.dataset_fingerprint}
+                "feature_settings": self.feature_settings, "dataset_fingerprint": self.dataset_fingerprint,
+                "loudness": self.loudness}
 
     @classmethod
     def from_dataset_meta(cls, meta: Mapping) -> "BundleIdentity":
@@ -789,6 +795,7 @@ class BundleIdentity:
                 preset_group=str(config.get("group", meta.get("group", ""))),
                 feature_settings=FeatureSettings.from_json(meta["features"]),
                 dataset_fingerprint=str(meta.get("fingerprint", "")),
+                loudness=convention_from_json(config.get("loudness"), where="This dataset"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"The dataset description lacks or garbles {exc}; regenerate the dataset.") from None
@@ -840,7 +847,9 @@ def train_into_bundle(
     bundle_dir = Path(bundle_path)
     torch.manual_seed(options.seed)
     model = build_model(task_name, identity.feature_settings, config, specs=specs, n_effects=len(identity.effects))
-    run_identity = {"model": name, "config": config.to_json(), "seed": options.seed,
+    if options.init_from:
+        _warm_start(model, name, options.init_from)
+    run_identity = {"model": name, "config": config.to_json(), "seed": options.seed, "init_from": options.init_from,
                     "dataset_fingerprint": identity.dataset_fingerprint, "learning_rate": options.learning_rate,
                     "train_size": len(train_set), "val_size": len(val_set)}
     work_dir = bundle_dir / CHECKPOINT_DIR / name
@@ -863,6 +872,21 @@ def train_into_bundle(
     if _distributed():
         torch.distributed.barrier()
     return entry
+
+
+def _warm_start(model: nn.Module, name: str, source: str) -> None:
+    """Load model ``name``'s weights from bundle ``source`` (same architecture required)."""
+    from serumrnn.core.session import bundle_path
+
+    donor = ModelBundle.load(bundle_path(source), build_models=False)
+    if name not in donor.meta["models"]:
+        raise ParameterError(f"Bundle '{donor.path}' has no model {name} to start from; train it without --init-from.")
+    weights = {key: value.float() for key, value in donor.read_weights(name).items()}
+    try:
+        model.load_state_dict(weights, strict=True)
+    except RuntimeError:
+        raise ParameterError(f"Model {name} of bundle '{donor.path}' has another architecture or size; "
+                             "start from a bundle of the same --size.") from None
 
 
 # -- from a dataset folder ---------------------------------------------------------------

@@ -21,6 +21,7 @@ import numpy as np
 
 from serumrnn.core.errors import ParameterError
 from serumrnn.core.interfaces import Preset, Synth
+from serumrnn.synths import varied
 
 _MAX_TABLE_SIZE = 8192  # samples per one-cycle table; harmonics 1..4095 fit
 _MAX_HARMONIC = _MAX_TABLE_SIZE // 2 - 1
@@ -394,8 +395,13 @@ _PATCHES: tuple[tuple[Preset, Callable[[_Note], np.ndarray]], ...] = (
 )
 
 
+_SHAPES = {"sine": _sine, "triangle": _triangle, "saw": _saw, "square": _square, "pulse": _pulse}
+_HELPERS = {"lowpass": _lowpass_gain, "wavetable": _wavetable_oscillator, "partials": _partials, "adsr": _adsr}
+
+
 class BuiltinSynth(Synth):
-    """Dependency-free additive synth with 12 presets in groups basic, advanced, modulating.
+    """Dependency-free additive synth with 12 presets in groups basic, advanced, modulating,
+    and the generated patches ``varied-<seed>`` (group ``varied``, ``synths/varied.py``).
 
     Renders are band-limited, deterministic (noise is seeded from the preset name) and
     peak-normalised to 0.8 at velocity 127; lower velocities scale linearly.
@@ -405,8 +411,17 @@ class BuiltinSynth(Synth):
     label = "Built-in synth"
     presets = tuple(preset for preset, _ in _PATCHES)
 
+    # Families of generated patches, addressed by name rather than listed one by one.
+    families = {varied.GROUP: f"{varied.PREFIX}<seed> for any seed 0..{varied.MAX_SEED}: generated patches "
+                              f"(oscillator mixes, unison, noise, FM, ring, bells, plucks, pads) at notes C2-C6"}
+
     def __init__(self) -> None:
         self._patches = {preset.name: patch for preset, patch in _PATCHES}
+
+    def preset(self, name: str) -> Preset:
+        if varied.is_varied(name):
+            return varied.VariedPatch(varied.varied_seed(name)).preset(name)
+        return super().preset(name)
 
     def render(
         self,
@@ -437,7 +452,14 @@ class BuiltinSynth(Synth):
         n_samples = round(duration_s * sample_rate)
         if n_samples == 0:
             return np.zeros(0, dtype=np.float32)
-        signal = self._patches[preset](_Note(preset, int(note), int(sample_rate), n_samples))
+        if varied.is_varied(preset):
+            # A generated patch plays its own note; ``note`` transposes it (60 = as drawn).
+            patch = varied.VariedPatch(varied.varied_seed(preset))
+            played = int(np.clip(patch.note + int(note) - 60, 0, 127))
+            signal = varied.render_varied(_Note(preset, played, int(sample_rate), n_samples), patch,
+                                          shapes=_SHAPES, helpers=_HELPERS)
+        else:
+            signal = self._patches[preset](_Note(preset, int(note), int(sample_rate), n_samples))
         peak = float(np.max(np.abs(signal)))
         if peak > 0.0:
             signal = signal * (_PEAK * velocity / 127.0 / peak)

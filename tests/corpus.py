@@ -147,6 +147,12 @@ def refused_files(folder: Path) -> dict[str, tuple[Path, str]]:
     # A 64-bit float WAV cut before its data chunk crashes pedalboard's decoder itself.
     cases["truncated-before-data-wav64"] = (_cut(sources["wav64"], folder / "cut48.wav", 48), "cut short")
     cases["truncated-before-data-wav"] = (_cut(sources["wav"], folder / "cut40.wav", 40), "cut short")
+    # Headers that promise samples the file does not hold: refused, never read as silence.
+    wav_bytes = sources["wav"].read_bytes()
+    data_start = wav_bytes.index(b"data") + 8
+    cases["header-only-wav"] = (_cut(sources["wav"], folder / "header-only.wav", data_start), "cut short")
+    cases["cut-midway-wav"] = (_cut(sources["wav"], folder / "cut-midway.wav", (data_start + len(wav_bytes)) // 2),
+                               "cut short")
     cases["zero-length-wav"] = (write(folder / "zero.wav", np.zeros((0, 1), np.float32), subtype="FLOAT"), "no samples")
     for name, value in (("nan", np.nan), ("inf", np.inf), ("minus-inf", -np.inf)):
         data = clip.copy()

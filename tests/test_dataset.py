@@ -148,17 +148,21 @@ def test_layout_manifest_and_metadata(tiny_dataset, rack):
 
 
 def test_stored_features_equal_a_direct_render(tiny_dataset, rack):
-    """The prefix-tree renders equal ``rack.render`` of each sub-chain, featurised."""
+    """The prefix-tree renders equal ``rack.render`` of each sub-chain under the dataset's
+    loudness convention, featurised."""
     import pyarrow.parquet as pq
 
     from serumrnn.core.features import LibrosaFeatureExtractor
+    from serumrnn.core.loudness import DEFAULT, convention_from_json
 
+    loudness = convention_from_json(json.loads((tiny_dataset / "dataset.json").read_text())["config"]["loudness"])
+    assert loudness == DEFAULT
     extractor = LibrosaFeatureExtractor()
     manifest = pq.read_table(tiny_dataset / "manifest.parquet").to_pylist()
     rng = np.random.default_rng(0)
     for row in [manifest[0], *(manifest[i] for i in rng.choice(len(manifest), 6, replace=False))]:
         knobs = json.loads(row["knobs"])
-        audio = rack.render(row["preset"], [(name, knobs[name]) for name in row["applied"]])
+        audio = rack.render(row["preset"], [(name, knobs[name]) for name in row["applied"]], loudness=loudness)
         features = extractor.extract(audio)
         stem = f"shard-{row['shard']:05d}"
         mel = np.load(tiny_dataset / "shards" / f"{stem}.mel.npy", mmap_mode="r")[row["row"]]

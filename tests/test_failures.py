@@ -236,7 +236,8 @@ def test_corpus_covers_what_the_issue_lists(accepted, refused, silent):
     assert {"rate-8000", "rate-192000", "channels-8", "length-1ms", "length-10min-8ch-192k", "dc-offset",
             "clipped", "denormals-in-tone", "path-unicode", "path-with-spaces"} <= set(accepted)
     assert {"truncated-header-wav", "truncated-header-flac", "truncated-header-mp3", "corrupt-header-flac",
-            "corrupt-header-mp3", "nan-sample", "inf-sample", "unknown-extension"} <= set(refused)
+            "corrupt-header-mp3", "nan-sample", "inf-sample", "unknown-extension", "header-only-wav",
+            "cut-midway-wav"} <= set(refused)
     assert len(accepted) >= 50 and len(refused) >= 30 and len(silent) == 3
     # The 10-minute file declares 1.8 GB but occupies a few MB (a sparse hole).
     ten_minutes = accepted["length-10min-8ch-192k"]
@@ -305,6 +306,18 @@ def test_python_api_refuses_bad_arrays(array, fragment, tiny_bundle):
 
     with pytest.raises(SerumRNNError, match=fragment):
         suggest("saw", array, bundle=tiny_bundle)
+
+
+def test_silent_input_to_suggest_gets_one_sentence(silent, reference, tiny_bundle, tmp_path):
+    """Effects cannot shape silence: suggest refuses a silent input, file or array."""
+    from serumrnn.core import suggest
+    from serumrnn.core.errors import AudioError
+
+    check_refusals([(case, ["suggest", path, reference, "--bundle", tiny_bundle, "--out", tmp_path / "s"], "silent")
+                    for case, path in silent.items()])
+    assert tree(tmp_path) == set()
+    with pytest.raises(AudioError, match="effects cannot shape silence"):
+        suggest(np.zeros(44100, np.float32), reference, bundle=tiny_bundle)
 
 
 def test_silent_input_or_output_is_accepted(silent, reference):
@@ -522,9 +535,8 @@ BUNDLE_DAMAGE = {
         lambda b: _edit_json(b / "bundle.json", lambda m: m.update(format_version=7)), "format version 7"),
     "no rnn selector": (lambda b: _edit_json(b / "bundle.json", lambda m: m["models"].pop("selector-rnn")),
                         "no rnn selection model"),
-    "no parameter model for eq": (lambda b: _edit_json(b / "bundle.json", lambda m: m["models"].pop("params-eq")),
-                                  "no parameter model for eq"),
 }
+# A bundle without a parameter model is refused only without search (tests/test_search.py).
 
 
 @pytest.mark.parametrize("damage", list(BUNDLE_DAMAGE))

@@ -162,3 +162,75 @@ def test_extreme_notes_render(synth: BuiltinSynth, note: int) -> None:
     for name in ALL_PRESETS:
         audio = synth.render(name, note=note)
         assert np.all(np.isfinite(audio)) and np.max(np.abs(audio)) <= 1.0
+
+
+# --- generated patches (synths/varied.py) -----------------------------------------------------
+
+from serumrnn.synths import varied  # noqa: E402
+
+
+def test_generated_patches_are_deterministic_and_valid(synth: BuiltinSynth) -> None:
+    for seed in (0, 17, 100_003, varied.MAX_SEED):
+        name = varied.varied_name(seed)
+        first, second = synth.render(name), BuiltinSynth().render(name)
+        np.testing.assert_array_equal(first, second)
+        assert first.shape == (SR,) and first.dtype == np.float32 and np.all(np.isfinite(first))
+        assert np.max(np.abs(first)) == pytest.approx(0.8, abs=1e-4)
+        assert synth.preset(name).group == "varied"
+    assert not np.array_equal(synth.render("varied-1"), synth.render("varied-2"))
+
+
+@pytest.mark.parametrize("name", ["varied-", "varied-01", "varied--3", "varied-2147483648", "varied-x"])
+def test_malformed_generated_names_are_refused(synth: BuiltinSynth, name: str) -> None:
+    with pytest.raises(ParameterError, match="varied-<seed>"):
+        synth.preset(name)
+
+
+def test_generated_patches_span_c2_to_c6_and_every_kind() -> None:
+    patches = [varied.VariedPatch(seed) for seed in range(300)]
+    notes = np.array([patch.note for patch in patches])
+    assert notes.min() == varied.LOWEST_NOTE == 36 and notes.max() == varied.HIGHEST_NOTE == 84
+    # Every octave C2..C6 is well represented.
+    assert all(np.sum((notes >= low) & (notes < low + 12)) >= 30 for low in range(36, 84, 12))
+    assert {patch.envelope for patch in patches} == {"pluck", "percussive", "lead", "pad", "swell"}
+    assert {patch.colour for patch in patches} == {"plain", "fm", "ring", "bell"}
+    assert {osc["shape"] for patch in patches for osc in patch.oscillators} == {
+        "sine", "triangle", "saw", "square", "pulse"}
+    assert any(patch.noise > 0 for patch in patches) and any(
+        osc["voices"] > 1 for patch in patches for osc in patch.oscillators)
+
+
+def test_generated_patches_play_their_own_note(synth: BuiltinSynth) -> None:
+    """Plain (harmonic) patches sound at their drawn note; ``note`` transposes them."""
+    checked = 0
+    for seed in range(60):
+        patch = varied.VariedPatch(seed)
+        octaves_only = all(osc["ratio"] in (0.5, 1.0, 2.0) for osc in patch.oscillators)
+        if patch.colour != "plain" or patch.noise > 0 or patch.envelope in ("pluck", "percussive") or not octaves_only:
+            continue
+        f0 = librosa.yin(synth.render(f"varied-{seed}"), fmin=50, fmax=2000, sr=SR, frame_length=4096)
+        heard = float(librosa.hz_to_midi(np.median(f0[10:-10])))
+        # Pulse and square waves can read an octave off; compare pitch classes.
+        assert min(abs(heard - patch.note) % 12, 12 - abs(heard - patch.note) % 12) < 0.6, (seed, heard, patch.note)
+        checked += 1
+    assert checked >= 5
+    up = synth.render("varied-3", note=72)
+    f0 = librosa.yin(up, fmin=50, fmax=4000, sr=SR, frame_length=4096)
+    base = librosa.yin(synth.render("varied-3"), fmin=50, fmax=4000, sr=SR, frame_length=4096)
+    assert float(np.median(f0) / np.median(base)) == pytest.approx(2.0, rel=0.03)
+
+
+def test_dataset_mixes_presets_and_generated_patches(tmp_path) -> None:
+    import json
+
+    from serumrnn.core.dataset import generate_dataset
+
+    summary = generate_dataset(tmp_path / "mix", group="basic", presets=["sine"], chains_per_combo=1,
+                               varied=2, varied_first_seed=40, varied_chains_per_combo=1, seed=0, workers=1,
+                               progress=False)
+    config = json.loads((tmp_path / "mix" / "dataset.json").read_text())["config"]
+    assert config["presets"] == ["sine", "varied-40", "varied-41"]
+    assert config["loudness"]["name"] == "lufs-14"
+    assert summary["renders"] == 3 * 212  # per source: the dry render plus 211 sub-chain renders
+    with pytest.raises(ParameterError, match="--varied"):
+        generate_dataset(tmp_path / "none", group="varied", chains_per_combo=1, seed=0, workers=1, progress=False)
