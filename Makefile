@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: demo test bench install clean models linux-plugins
+.PHONY: demo test bench install clean models linux-plugins browser
 
 install: $(STAMP)
 
@@ -20,17 +20,27 @@ $(STAMP): pyproject.toml Makefile
 demo: $(STAMP)
 	$(VENV)/bin/serumrnn demo
 
-test: $(STAMP) linux-plugins
+test: $(STAMP) linux-plugins browser
 	$(PY) -m pytest -q tests
 
-# The linux-vst rack's real plugins (Debian/Ubuntu packages), installed when we are root
-# and have apt-get; elsewhere (or offline) their tests skip, except under CI=1.
-LINUX_VST_PACKAGES := zynaddsubfx-vst lsp-plugins-vst dragonfly-reverb-vst
-linux-plugins:
-	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! dpkg -s $(LINUX_VST_PACKAGES) >/dev/null 2>&1; then \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(LINUX_VST_PACKAGES) >/dev/null) \
-			|| echo "Could not install $(LINUX_VST_PACKAGES); the linux-vst rack tests will skip."; \
+# $(call apt-install,PACKAGES,TESTS): install Debian/Ubuntu packages when we are root and
+# have apt-get; elsewhere (or offline) those tests skip, except under CI=1.
+define apt-install
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && ! dpkg -s $(1) >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null) \
+			|| echo "Could not install $(1); $(2) will skip."; \
 	fi
+endef
+
+# The linux-vst rack's real plugins, and ZynAddSubFX's instrument banks (unseen sounds).
+LINUX_VST_PACKAGES := zynaddsubfx-vst lsp-plugins-vst dragonfly-reverb-vst zynaddsubfx-data
+linux-plugins:
+	$(call apt-install,$(LINUX_VST_PACKAGES),the linux-vst rack tests)
+
+# Headless Chromium for the web app's browser tests (tests/test_browser.py, Playwright).
+BROWSER_PACKAGES := chromium chromium-driver
+browser:
+	$(call apt-install,$(BROWSER_PACKAGES),the browser tests)
 
 bench: $(STAMP)
 	mkdir -p benchmarks/results
@@ -54,8 +64,8 @@ PARAM_MINUTES_advanced := 12
 SELECTOR_MINUTES_advanced := 8
 PARAM_MINUTES_modulating := 12
 SELECTOR_MINUTES_modulating := 8
-PARAM_MINUTES_all := 50
-SELECTOR_MINUTES_all := 25
+PARAM_MINUTES_all := 45
+SELECTOR_MINUTES_all := 35
 # Second, longer passes (task:model:minutes), run after the first: the first passes ran
 # on a busy machine and stopped after a few epochs; these early-stop on their own.
 EXTRA_PASSES_basic := selector:rnn:20
@@ -64,17 +74,29 @@ EXTRA_PASSES_modulating := selector:rnn:20 params:eq:12 params:distortion:6 para
 
 models: $(addprefix models-,$(MODEL_GROUPS))
 
+# The default bundle (all) is trained on a mix under the lufs-14 loudness convention: the
+# 12 presets (12 chains per effect subset) plus 300 generated patches varied-0..299 (one
+# chain each), warm-started from the bundle shipped before it (--init-from all). The
+# group bundles stay as round 1 trained them (convention none, 24 chains per subset).
+GENERATE_all := --chains-per-combo 12 --varied 300 --varied-chains-per-combo 1
+GENERATE_DEFAULT := --chains-per-combo 24
+TRAIN_all := --init-from all
+# Second passes of the default bundle continue from its first pass; compressor and reverb
+# kept their first-pass weights (a second pass did not lower their validation loss).
+EXTRA_PASSES_all := selector:rnn:25 params:distortion:7 params:eq:7 params:phaser:7
+EXTRA_INIT_all := --init-from $(WORK)/all
+
 models-%: $(STAMP)
-	$(SERUMRNN) generate --group $* --chains-per-combo 24 --seed 0 --out $(DATA)/$*-s0
+	$(SERUMRNN) generate --group $* $(or $(GENERATE_$*),$(GENERATE_DEFAULT)) --seed 0 --out $(DATA)/$*-s0
 	$(SERUMRNN) train params --data $(DATA)/$*-s0 --out $(WORK)/$* --size compact \
-		--max-minutes $(PARAM_MINUTES_$*) --threads 1 --fresh
+		--max-minutes $(PARAM_MINUTES_$*) --threads 1 --fresh $(TRAIN_$*)
 	$(SERUMRNN) train selector --data $(DATA)/$*-s0 --out $(WORK)/$* --kind all --size compact \
-		--max-minutes $(SELECTOR_MINUTES_$*) --threads 1 --fresh
+		--max-minutes $(SELECTOR_MINUTES_$*) --threads 1 --fresh $(TRAIN_$*)
 	for pass in $(EXTRA_PASSES_$*); do \
 		set -- $$(echo $$pass | tr : ' '); \
 		if [ $$1 = params ]; then which=--effect; else which=--kind; fi; \
 		$(SERUMRNN) train $$1 --data $(DATA)/$*-s0 --out $(WORK)/$* $$which $$2 --size compact \
-			--max-minutes $$3 --threads 1 --fresh || exit 1; \
+			--max-minutes $$3 --threads 1 --fresh $(EXTRA_INIT_$*) || exit 1; \
 	done
 	rm -rf core/bundles/$* && mkdir -p core/bundles/$*
 	cp $(WORK)/$*/bundle.json $(WORK)/$*/*.safetensors core/bundles/$*/

@@ -62,6 +62,9 @@ def headline_rows(data: dict) -> Iterator[tuple[str, str, str]]:
         if _base_name(bench) == "test_one_step":
             yield f"session step, rnn ({info.get('size')})", f"{median(bench) * 1000:.0f} ms", \
                 "select + predict + render + features + metrics"
+        if _base_name(bench) == "test_hybrid_step":
+            yield f"session step, rnn + search, {info.get('budget')} ({info.get('size')})", \
+                f"{median(bench) * 1000:.0f} ms", f"{info.get('renders', 0):.0f} renders: candidates, then Nelder-Mead"
     sessions = [b for b in benches if _base_name(b) == "test_whole_session" and b.get("extra_info", {}).get("steps")]
     order = {name: i for i, name in enumerate(SYSTEM_ORDER)}
     sessions.sort(key=lambda b: (b["extra_info"].get("size", ""), order.get(b["extra_info"].get("selector"), 99)))
@@ -70,6 +73,12 @@ def headline_rows(data: dict) -> Iterator[tuple[str, str, str]]:
         yield f"step latency, {info['selector']} ({info.get('size')})", \
             f"{median(bench) * 1000 / info['steps']:.0f} ms per step", \
             f"session of {info['steps']} steps: {median(bench) * 1000:.0f} ms"
+    for bench in benches:
+        info = bench.get("extra_info", {})
+        if _base_name(bench) == "test_serve_session":
+            yield f"web app session after upload, {info['selector']} (bundle {info['bundle']}, " \
+                f"search {info.get('search', 'default')})", \
+                f"{median(bench) * 1000:.0f} ms", "two WAVs uploaded -> page written (warm models)"
 
 
 def main(path: str, markdown: bool = False) -> None:

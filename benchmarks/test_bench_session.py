@@ -43,23 +43,29 @@ def target(rack):
     return rack.render("saw", chain)
 
 
-def test_one_step(benchmark, rack, sized_bundle, target):
-    """A session step: select (rnn) -> predict knobs -> re-render the chain -> features -> metrics."""
+def second_step(rack, bundle, target):
+    """What the second step of a session from saw sees: the extractor, the rnn selector,
+    the target's features and metric reference, the first step and its output, the state."""
     from serumrnn.core.features import LibrosaFeatureExtractor
     from serumrnn.core.metrics import MetricReference
     from serumrnn.core.registry import get_plugin_manager
     from serumrnn.core.selectors import SelectionState
 
-    size, bundle = sized_bundle
     extractor = LibrosaFeatureExtractor()
-    selector = get_plugin_manager().selectors.get("rnn")
     input_features = extractor.extract(rack.dry("saw"))
     target_features = extractor.extract(target)
-    reference = MetricReference(target, target_features)
     first = ("distortion", bundle.predict_knobs("distortion", input_features, target_features))
     after_first = rack.render("saw", [first])
     state = SelectionState(history=[input_features, extractor.extract(after_first)], applied=["distortion"],
                            target=target_features, effect_names=rack.effect_names, bundle=bundle)
+    return (extractor, get_plugin_manager().selectors.get("rnn"), target_features,
+            MetricReference(target, target_features), first, after_first, state)
+
+
+def test_one_step(benchmark, rack, sized_bundle, target):
+    """A session step: select (rnn) -> predict knobs -> re-render the chain -> features -> metrics."""
+    size, bundle = sized_bundle
+    extractor, selector, target_features, reference, first, _, state = second_step(rack, bundle, target)
 
     def step():
         scores = selector.probabilities(state)
@@ -73,9 +79,38 @@ def test_one_step(benchmark, rack, sized_bundle, target):
     assert set(metrics) == {"mse", "mae", "lsd", "mfccd", "pcc", "mssmae"}
 
 
+@pytest.mark.parametrize("budget", ["300 ms", "20 renders"])
+def test_hybrid_step(benchmark, rack, sized_bundle, target, budget):
+    """A searched step (core/search.py) beside ``test_one_step``'s plain one, from the same
+    state: select -> predict every unused effect -> render and score candidates -> refine
+    the best -> features and metrics of the kept sound. Only the new effect is rendered."""
+    import time
+
+    from serumrnn.core.search import SearchOptions, StepSearch
+
+    size, bundle = sized_bundle
+    extractor, selector, target_features, reference, first, after_first, state = second_step(rack, bundle, target)
+    options = SearchOptions() if budget == "300 ms" else SearchOptions(budget_ms=None, max_renders=20)
+    search = StepSearch(options, rack=rack, source="saw", bundle=bundle, extractor=extractor, reference=reference,
+                        metric="mssmae", loudness=bundle.loudness, target_features=target_features, seed=0)
+    renders = []
+
+    def step():
+        started = time.perf_counter()
+        search.raw = after_first  # each round searches the same second step
+        found = search.step(np.asarray(selector.probabilities(state)), state, [first], started)
+        renders.append(found.renders)
+        audio = found.trial.audio
+        return reference.compare(audio, extractor.extract(audio), mssmae=found.trial.score)
+
+    metrics = benchmark.pedantic(step, rounds=10, warmup_rounds=1)
+    benchmark.extra_info.update(kind="hybrid step", size=size, budget=budget, renders=float(np.median(renders)))
+    assert set(metrics) == {"mse", "mae", "lsd", "mfccd", "pcc", "mssmae"}
+
+
 @pytest.mark.parametrize("selector", ["rnn", "ni", "cnn", "random", "oracle", "cnn-1s"])
 def test_whole_session(benchmark, rack, sized_bundle, target, selector):
-    """A whole session from preset to target with no stopping (tolerance 5), for each of
+    """A whole plain session (no search) from preset to target with no stopping (tolerance 5), for each of
     the six systems; ``summary.py`` divides by its steps for the per-step latency (the
     oracle applies the target's three effects, cnn-1s what it picks, the others five)."""
     from serumrnn.core.registry import get_plugin_manager
@@ -85,7 +120,7 @@ def test_whole_session(benchmark, rack, sized_bundle, target, selector):
     chosen = get_plugin_manager().selectors.get(selector)
     session = benchmark.pedantic(run_session, args=("saw", target),
                                  kwargs=dict(rack=rack, bundle=bundle, selector=chosen, tolerance=5,
-                                             true_chain=TARGET_CHAIN),
+                                             true_chain=TARGET_CHAIN, search=False),
                                  rounds=5, warmup_rounds=1)
     assert session.steps
     benchmark.extra_info.update(kind="session", size=size, selector=selector, steps=len(session.steps))

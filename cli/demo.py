@@ -49,10 +49,12 @@ def demo_command(
     truth = Table(title=f"The hidden chain on preset {chosen} (seed {seed})")
     truth.add_column("step", justify="right")
     truth.add_column("hidden effect and knobs")
+    described = []
     for index, (name, knobs) in enumerate(hidden, start=1):
         effect = rack.effect(name)
         sampled = {spec.name: knobs[spec.name] for spec in effect.sampled_params}
-        truth.add_row(str(index), f"{effect.label}. {effect.describe_knobs(sampled)}")
+        described.append(f"{effect.label}. {effect.describe_knobs(sampled)}")
+        truth.add_row(str(index), described[-1])
     console.print(truth)
     print_session(session, title=f"What serumrnn suggests ({selector}, bundle {loaded.path.name}, "
                                  f"preset group {loaded.preset_group})")
@@ -61,6 +63,10 @@ def demo_command(
     console.print(f"Hidden effects among the kept steps: {hits} of {len(order)} "
                   f"(kept: {', '.join(found) or 'none'}; hidden: {', '.join(order)}).")
     write_session(session, out, replace=True, extra_json={
-        "demo": {"seed": seed, "preset": chosen, "hidden_chain": [{"effect": n, "knobs": k} for n, k in hidden]}
+        "demo": {"seed": seed, "preset": chosen,
+                 "hidden_chain": [{"effect": n, "knobs": k, "instruction": text}
+                                  for (n, k), text in zip(hidden, described)]}
     })
     console.print(f"Wrote the input, each step and the target as WAV, session.json and progression.png to {out}/")
+    # soft_wrap: a wrapped link cannot be clicked or pasted
+    console.print(f"Listen to every step: open {(out / 'index.html').resolve().as_uri()}", soft_wrap=True)

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from serumrnn.cli.common import console, friendly_errors, print_json
+from serumrnn.core.errors import ParameterError
 
 app = typer.Typer()
 
@@ -25,6 +26,7 @@ def _print_overview(result) -> None:
     table = Table(title=f"Mean error Δ against the target ({result.meta['session_pairs']} sessions, "
                         f"tolerance {result.meta['tolerance']})")
     table.add_column("system")
+    table.add_column("kept")
     for metric in METRICS:
         table.add_column(metric.upper(), justify="right")
     table.add_column("step median ms", justify="right")
@@ -33,8 +35,8 @@ def _print_overview(result) -> None:
         if row["source"] != "ours":
             continue
         step = latency.get(row["system"], {}).get("step_median_ms")
-        table.add_row(SYSTEM_LABELS.get(row["system"], row["system"]), *(f"{row[m]:.2f}" for m in METRICS),
-                      f"{step:.0f}" if step is not None else "-")
+        table.add_row(SYSTEM_LABELS.get(row["system"], row["system"]), row["kept"],
+                      *(f"{row[m]:.2f}" for m in METRICS), f"{step:.0f}" if step is not None else "-")
     console.print(table)
     needed = [row for row in result.selection if row["source"] == "ours" and row["measure"].startswith("picks an")]
     if needed:
@@ -46,7 +48,7 @@ def _print_overview(result) -> None:
 @friendly_errors
 def evaluate_command(
     bundle: Annotated[str, typer.Option("--bundle", help="Bundle folder or shipped bundle name.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder made by serumrnn generate.")],
+    data: Annotated[Path | None, typer.Option("--data", help="Dataset folder made by serumrnn generate (in-domain tables).")] = None,
     out: Annotated[Path, typer.Option("--out", help="New folder for results.md, the CSV tables, summary.json and figure4_tolerance.png.")] = Path("evaluation"),
     pairs: Annotated[int, typer.Option("--pairs", help="Session pairs for Tables 4-6 and Figure 4 (a fifth per chain length 1..5).")] = 1000,
     param_pairs: Annotated[int, typer.Option("--param-pairs", help="Pairs per effect for Table 2.")] = 1000,
@@ -56,20 +58,71 @@ def evaluate_command(
     split: Annotated[str, typer.Option("--split", help="Dataset split to evaluate on.")] = "test",
     workers: Annotated[int, typer.Option("--workers", help="Worker processes (results do not depend on it).")] = max(1, min(4, os.cpu_count() or 1)),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of tables.")] = False,
+    search: Annotated[bool, typer.Option("--search", help="Also run rnn+search, random+search and search alone (Table 4, latency).")] = False,
+    search_budget_ms: Annotated[float | None, typer.Option("--search-budget-ms", help="Time per step of the systems with --search (default: the default render count).")] = None,
+    unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects (comma-separated, or all).")] = None,
+    cases: Annotated[int, typer.Option("--cases", help="Cases per --unseen set.")] = 12,
+    systems: Annotated[str | None, typer.Option("--systems", help="With --unseen: systems to run, comma-separated (default: every one the bundle can run).")] = None,
 ) -> None:
-    """Evaluate a model bundle on a dataset's test split: the paper's Tables 2-6 and Figure 4."""
+    """Evaluate a model bundle on a dataset's test split (the paper's Tables 2-6 and Figure 4),
+    or with --unseen on sounds the models never heard."""
     from serumrnn.core.evaluation import FILES, EvaluationOptions, evaluate
     from serumrnn.core.session import check_output_dir
 
+    command = "serumrnn " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "serumrnn evaluate"
+    if unseen is not None:
+        if data is not None:
+            raise ParameterError("Give --data (in-domain tables) or --unseen (unseen sounds), not both; run twice for both.")
+        _evaluate_unseen(bundle, unseen, cases=cases, systems=systems, seed=seed, tolerance=tolerance, metric=metric,
+                         workers=workers, search=search, search_budget_ms=search_budget_ms, out=out, as_json=as_json,
+                         command=command)
+        return
+    if data is None:
+        raise ParameterError("Give --data DATASET for the in-domain tables, or --unseen SETS for unseen sounds.")
+
     options = EvaluationOptions(pairs=pairs, param_pairs=param_pairs, seed=seed, metric=metric.lower(),
-                                tolerance=tolerance, split=split, workers=workers, progress=not as_json)
+                                tolerance=tolerance, split=split, workers=workers, progress=not as_json,
+                                search=search, search_budget_ms=search_budget_ms)
     options.check()
     check_output_dir(out)  # fail before the long run, not after it
-    command = "serumrnn " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "serumrnn evaluate"
     result = evaluate(bundle, data, options, command=command)
     result.write(out)
     if as_json:
         print_json({"out": str(out), "files": sorted(FILES.values()), **result.to_json()})
         return
     _print_overview(result)
+    console.print(f"Wrote {', '.join(sorted(FILES.values()))} to {out}/ in {result.meta['seconds']:.0f} s.")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
+
+
+def _evaluate_unseen(bundle: str, sets: str, *, cases: int, systems: str | None, seed: int, tolerance: int, metric: str,
+                     workers: int, search: bool, search_budget_ms: float | None, out: Path, as_json: bool,
+                     command: str) -> None:
+    from serumrnn.core.session import check_output_dir
+    from serumrnn.core.unseen import CASE_SETS, FILES, UnseenOptions, run_unseen
+
+    names = tuple(CASE_SETS) if sets.strip().lower() == "all" else _names(sets)
+    options = UnseenOptions(sets=names, cases=cases, seed=seed, systems=_names(systems) if systems else None,
+                            metric=metric.lower(), tolerance=tolerance, workers=workers, progress=not as_json,
+                            search=search, search_budget_ms=search_budget_ms)
+    options.check()
+    check_output_dir(out)  # fail before the long run, not after it
+    result = run_unseen(bundle, options, command=command)
+    result.write(out)
+    if as_json:
+        print_json({"out": str(out), "files": sorted(FILES.values()), **result.to_json()})
+        return
+    table = Table(title=f"How much closer on MSSMAE, unseen sounds ({cases} cases per set, kept best; "
+                        "mean / median over cases)")
+    table.add_column("system")
+    for name in names:
+        table.add_column(name, justify="right")
+    cells = {(row["set"], row["system"]): row for row in result.closer if row["kept"] == "best"}
+    for system in result.meta["systems"]:
+        table.add_row(system, *(f"{cells[(name, system)]['closer_pct']:.1f}% / "
+                                f"{cells[(name, system)]['closer_median_pct']:.1f}%" for name in names))
+    console.print(table)
     console.print(f"Wrote {', '.join(sorted(FILES.values()))} to {out}/ in {result.meta['seconds']:.0f} s.")

@@ -89,12 +89,12 @@ def racks_command(
 def presets_command(rack: RackOption = "builtin", as_json: JsonOption = False) -> None:
     """List the synth presets of a rack, by preset group."""
     synth = _manager().rack(rack).synth
-    rows = [{"synth": synth.name, "group": p.group, "preset": p.name, "description": p.description}
-            for p in synth.presets]
-    # Generated families (varied-<seed>) are addressed by name, one row for the whole group.
+    rows = [{"synth": synth.name, "group": p.group, "preset": p.name, "description": p.description,
+             "generated": False} for p in synth.presets]
+    # A generated family (varied-<seed>) is addressed by seed: one row for the whole group.
     rows += [{"synth": synth.name, "group": group, "preset": description.split(" ", 1)[0],
-              "description": description.split(": ", 1)[-1]}
-             for group, description in getattr(synth, "families", {}).items()]
+              "description": description.split(": ", 1)[-1], "generated": True}
+             for group, description in synth.families.items()]
     if as_json:
         print_json(rows)
         return

@@ -25,7 +25,11 @@ def print_session(session, *, title: str) -> None:
     table.add_column("instruction")
     table.add_column(f"{metric.upper()} to target", justify="right")
     table.add_column("closer", justify="right")
-    table.add_row("0", "[dim]the input as it is[/dim]", f"{session.initial_metrics[metric]:.4g}", "")
+    searched = session.search is not None
+    if searched:  # whether the search changed the models' guess, and what it rendered
+        table.add_column("found by", justify="right")
+    table.add_row("0", "[dim]the input as it is[/dim]", f"{session.initial_metrics[metric]:.4g}", "",
+                  *([""] if searched else []))
     best = session.best_index
     for step in session.steps:
         text = step.instruction.split(": ", 1)[1] if ": " in step.instruction else step.instruction
@@ -33,8 +37,9 @@ def print_session(session, *, title: str) -> None:
         # A worse step before the best one stays: the later steps were chosen with it applied.
         marker = "  <- best" if step.index == best else ("" if step.better else (
             "  (worse on its own)" if step.index < best else "  (worse: leave out)"))
+        how = [f"{'search' if step.mode == 'searched' else 'models'}, {step.renders} renders"] if searched else []
         table.add_row(str(step.index), f"[{style}]{text}[/{style}]{marker}" if style else text + marker,
-                      f"{step.metrics[metric]:.4g}", f"{session.closer_pct(step.metrics):+.1f}%")
+                      f"{step.metrics[metric]:.4g}", f"{session.closer_pct(step.metrics):+.1f}%", *how)
     console.print(table)
     if best == 0:
         console.print(f"No step brought the sound closer on {metric.upper()}; stopped: {session.stop_reason}.")
@@ -59,7 +64,11 @@ def suggest_command(
     to_c4: Annotated[bool, typer.Option("--to-c4", help="Detect the notes and shift both sounds to C4 first.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Write every step as WAV, session.json and progression.png here.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the session as JSON.")] = False,
-    seed: Annotated[int, typer.Option("--seed", help="Seed (random selector).")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed (random selector, search).")] = 0,
+    search: Annotated[bool | None, typer.Option("--search/--no-search", help="After the models' guess, search each step within a budget (default: on); --no-search gives the plain models' session.")] = None,
+    budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Search time per step in ms (default: none, the render count decides); what it buys depends on the machine's speed.")] = None,
+    top_k: Annotated[int | None, typer.Option("--top-k", help="Candidate effects per step: the selector's top K unused (default: all).")] = None,
+    max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 24 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
 ) -> None:
     """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
     from serumrnn.core.session import check_output_dir, suggest, write_session
@@ -68,7 +77,8 @@ def suggest_command(
         check_output_dir(out)
     with console.status("Finding the steps...", spinner="dots") if not as_json else contextlib.nullcontext():
         session = suggest(input, target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance,
-                          metric=metric, to_c4=to_c4, seed=seed)
+                          metric=metric, to_c4=to_c4, seed=seed, search=search, budget_ms=budget_ms, top_k=top_k,
+                          max_renders=max_renders)
     if out is not None:
         write_session(session, out)
     if as_json:
@@ -77,3 +87,4 @@ def suggest_command(
     print_session(session, title=f"From {input} toward {target.name} ({selector})")
     if out is not None:
         console.print(f"Wrote the steps as WAV, session.json and progression.png to {out}/")
+        console.print(f"Listen to every step: open {(out / 'index.html').resolve().as_uri()}", soft_wrap=True)

@@ -47,7 +47,6 @@ import numpy as np
 from serumrnn.core.errors import DatasetError, OutputError, ParameterError
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.params import sample_knobs
-from serumrnn.synths.varied import GROUP as VARIED_GROUP, is_varied, varied_names
 
 FORMAT_VERSION = 1
 # Renders per shard: large enough that per-shard overhead vanishes, small enough
@@ -59,6 +58,8 @@ SPLITS: tuple[tuple[str, float], ...] = (("train", 0.85), ("validation", 0.10), 
 SPLIT_NAMES = tuple(name for name, _ in SPLITS)
 # Tries to draw a chain not drawn before for the same preset and subset.
 MAX_SAMPLING_ATTEMPTS = 1000
+# The synth family that --varied draws generated presets from.
+GENERATED_FAMILY = "varied"
 GROUP_ALL = "all"
 
 DATASET_JSON = "dataset.json"
@@ -157,7 +158,7 @@ def sub_chain_masks(n_effects: int) -> range:
 def resolve_presets(rack, group: str, presets: Sequence[str] | None = None) -> tuple[str, ...]:
     """Preset names of ``group`` (``all`` = every preset), optionally restricted."""
     groups = rack.synth.groups()
-    if group == VARIED_GROUP:  # generated patches only: ``varied`` names them
+    if group in rack.synth.families:  # generated presets only: ``varied`` names them
         names: tuple[str, ...] = ()
     elif group == GROUP_ALL:
         names = tuple(preset.name for preset in rack.synth.presets)
@@ -166,7 +167,7 @@ def resolve_presets(rack, group: str, presets: Sequence[str] | None = None) -> t
     else:
         raise ParameterError(
             f"Rack {rack.name} has no preset group {group!r}; choose one of "
-            f"{', '.join([*groups, GROUP_ALL, VARIED_GROUP])}."
+            f"{', '.join([*groups, GROUP_ALL, *rack.synth.families])}."
         )
     if presets is None:
         return names
@@ -178,7 +179,8 @@ def resolve_presets(rack, group: str, presets: Sequence[str] | None = None) -> t
 
 def dataset_metadata(
     rack, *, group: str, presets: Sequence[str], chains_per_combo: int, seed: int, renders_per_shard: int,
-    varied_chains_per_combo: int | None = None, loudness: LoudnessConvention = DEFAULT_LOUDNESS,
+    varied_chains_per_combo: int | None = None, generated_presets: int = 0,
+    loudness: LoudnessConvention = DEFAULT_LOUDNESS,
 ) -> dict:
     """Everything that defines a dataset's bytes, plus its fingerprint."""
     from serumrnn.core.features import DEFAULT_SETTINGS
@@ -188,6 +190,8 @@ def dataset_metadata(
         "group": group,
         "presets": list(presets),
         "chains_per_combo": int(chains_per_combo),
+        # The last ``generated_presets`` presets are generated ones, with their own chain count.
+        "generated_presets": int(generated_presets),
         "varied_chains_per_combo": int(chains_per_combo if varied_chains_per_combo is None else varied_chains_per_combo),
         "loudness": loudness.to_json(),
         "seed": int(seed),
@@ -237,8 +241,9 @@ def chain_count(config: Mapping, preset: str, subset_mask: int) -> int:
     generated patches may get fewer chains each than the presets, as there are many more)."""
     if subset_mask == 0:
         return 1
-    if is_varied(preset):
-        return int(config.get("varied_chains_per_combo", config["chains_per_combo"]))
+    generated = config["presets"][len(config["presets"]) - int(config.get("generated_presets", 0)):]
+    if preset in generated:
+        return int(config["varied_chains_per_combo"])
     return int(config["chains_per_combo"])
 
 
@@ -746,14 +751,16 @@ def generate_dataset(
         raise ParameterError(f"--varied-chains-per-combo is {varied_chains_per_combo!r}; give a whole number of at least 1.")
     the_rack = get_plugin_manager().rack(rack)
     preset_names = resolve_presets(the_rack, group, presets)
-    if varied:
-        the_rack.synth.preset(varied_names(varied_first_seed, 1)[0])  # a synth without generated patches says so
-        preset_names = (*preset_names, *varied_names(int(varied_first_seed), int(varied)))
+    generated = the_rack.synth.generated_presets(GENERATED_FAMILY, int(varied_first_seed), int(varied)) if varied else ()
+    if set(generated) & set(preset_names):
+        raise ParameterError("--varied repeats presets of the group; use --group with presets, or --group varied.")
+    preset_names = (*preset_names, *generated)
     if not preset_names:
         raise ParameterError(f"Group {group} holds no presets; give --varied N for that many generated patches.")
     metadata = dataset_metadata(
         the_rack, group=group, presets=preset_names, chains_per_combo=int(chains_per_combo), seed=int(seed),
-        renders_per_shard=int(renders_per_shard), varied_chains_per_combo=varied_chains_per_combo, loudness=loudness,
+        renders_per_shard=int(renders_per_shard), varied_chains_per_combo=varied_chains_per_combo,
+        generated_presets=len(generated), loudness=loudness,
     )
     out_dir = Path(out_dir).expanduser()
     if out_dir.exists() and not out_dir.is_dir():

@@ -2,9 +2,10 @@
 shapes of the paper's Tables 2-6 and Figure 4, plus per-step latency.
 
 - Table 2, parameter models: pairs (input = a sub-chain render lacking the effect,
-  target = the full chain) from the split; the output inserts the effect with the
-  predicted knobs at its place in the chain's order. Mean error of input and output
-  against the target for the six metrics.
+  target = the full chain) from the split; the output appends the effect with the
+  predicted knobs after the sub-chain, where a session puts it, and (second column)
+  inserts it at its place in the hidden order. Mean error of input and outputs against
+  the target for the six metrics.
 - Table 3, selection: teacher forcing on the stored renders of the split. The
   dataset's chain order is random, so effects that commute make the exact next effect
   partly unidentifiable: we count both "picks an effect the target still needs" and
@@ -14,8 +15,9 @@ shapes of the paper's Tables 2-6 and Figure 4, plus per-step latency.
   render, ``pairs / 5`` chains per length 1..5. A session's trajectory with tolerance t
   is a prefix of the trajectory run without stopping (each step depends only on
   earlier ones), so every system runs once to the end per pair and the stopping rule
-  (``core.session.steps_before_stopping``, best step kept) is applied afterwards for
-  each tolerance.
+  (``core.session.steps_before_stopping``) is applied afterwards for each tolerance.
+  Every system, oracle and cnn-1s included, gets the same stopping rule, and every
+  figure is given for both keep rules (``KEEP_RULES``).
 
 Every draw is derived from ``seed`` and the chain ids, and the work is cut into chunks
 planned from them alone, so the figures (not the timings) are identical for any number
@@ -40,17 +42,25 @@ import numpy as np
 
 from serumrnn.core import paper_figures as paper
 from serumrnn.core.errors import BundleError, DatasetError, ParameterError
-from serumrnn.core.metrics import METRICS, TABLE_SCALE
+from serumrnn.core.loudness import convention_from_json
+from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, TABLE_SCALE
+from serumrnn.core.search import DEFAULT_BUDGET_MS, DEFAULT_MAX_RENDERS, SEARCH_ONLY, SearchOptions
 from serumrnn.core.session import best_step_index, staged_output_dir, steps_before_stopping
 
 SYSTEMS: tuple[str, ...] = ("oracle", "rnn", "ni", "cnn", "random", "cnn-1s")
 SYSTEM_LABELS: Mapping[str, str] = {
     "oracle": "Oracle", "rnn": "SerumRNN", "ni": "SerumRNN NI", "cnn": "SerumCNN", "random": "Random",
-    "cnn-1s": "SerumCNN 1S",
+    "cnn-1s": "SerumCNN 1S", "rnn+search": "SerumRNN + search", "random+search": "Random + search",
+    "search": "Search alone",
 }
-# Systems that end by themselves (the true chain is done; one shot): no stopping rule,
-# the final sound is their last step, as in the paper.
-NATURAL_END = frozenset({"oracle", "cnn-1s"})
+# Hybrid systems (core/search.py, run with --search): a selector's pick and the parameter
+# models' knobs, then a budgeted search every step; "search" uses no model at all.
+SEARCH_SYSTEMS: Mapping[str, str | None] = {"rnn+search": "rnn", "random+search": "random", "search": None}
+# Which step of a stopped session is its final sound: "best", the closest step on the
+# stopping metric (what a session offers as best); "last", the last step applied (the
+# paper's rule: its Figure 4 optimum at one tolerated bad step exists only if the final
+# sound is the last step, since with keep-best more tolerance can never do worse).
+KEEP_RULES: tuple[str, ...] = ("best", "last")
 # Systems with a step-by-step row in Table 3 (teacher forcing); cnn has its own rows.
 STEP_SELECTORS: tuple[str, ...] = ("rnn", "ni", "oracle", "random")
 CHAIN_LENGTHS: tuple[int, ...] = (1, 2, 3, 4, 5)
@@ -84,8 +94,13 @@ class EvaluationOptions:
     split: str = "test"
     workers: int = 1
     progress: bool = True
+    # Also run SEARCH_SYSTEMS with this time budget per step (their figures depend on speed).
+    search: bool = False
+    search_budget_ms: float | None = DEFAULT_BUDGET_MS
 
     def check(self) -> None:
+        if self.search:
+            SearchOptions(budget_ms=self.search_budget_ms)  # one sentence for a bad budget
         if self.metric not in METRICS:
             raise ParameterError(f"Unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}.")
         if self.pairs < len(CHAIN_LENGTHS):
@@ -127,6 +142,68 @@ def _csv_text(rows: Sequence[Mapping]) -> str:
 
 
 STEP_COLUMNS = tuple(f"step_{length}" for length in CHAIN_LENGTHS)
+# Systems set against SerumRNN in the "where other systems beat it" lines.
+RIVALS: tuple[str, ...] = ("ni", "cnn", "cnn-1s")
+PROGRESS_TEXT = ("Initial and final mean error against the target, Δ and Δ% (of the initial mean), per keep rule, "
+                 "and the mean Δ of each step over the sessions that applied it (row *sessions*: how many).")
+
+
+def stopping_text(tolerance: int, metric: str) -> str:
+    """The stopping and keep rules of Tables 4-6, said once for every table that uses them."""
+    name = metric.upper()
+    return (f"Every system, oracle and SerumCNN 1S included, stops by the same rule: tolerate {tolerance} step(s) "
+            f"that make {name} worse, stop at the next one. *kept best*: the final sound is the step closest on "
+            f"{name} (what a session offers as its best). *kept last*: the final sound is the last step applied, "
+            "the paper's rule (it does not revert to an earlier step, and its Figure 4 finds an optimum at one "
+            "tolerated bad step, which keep-best cannot have: with keep-best more tolerance never does worse). "
+            "The paper's oracle and SerumCNN 1S ran to their end without the stopping rule.")
+
+
+def systems_markdown(rows: Sequence[Mapping]) -> str:
+    """Table 4 (and the unseen sets' Table 4) as Markdown."""
+    return _markdown_table(rows, [("source", "source"), ("system", "system"), ("kept", "kept"),
+                                  *((m, m.upper()) for m in METRICS), ("pairs", "pairs"),
+                                  ("renders_per_step", "renders/step"), ("ms_per_step", "ms/step")])
+
+
+def progress_markdown(rows: Sequence[Mapping]) -> str:
+    """Tables 5/6 (and the unseen sets' per-system Table 5) as Markdown."""
+    return _markdown_table(rows, [("source", "source"), ("kept", "kept"), ("metric", "metric"),
+                                  ("initial", "init."), ("final", "final"), ("delta", "Δ"), ("delta_pct", "Δ%"),
+                                  *((column, f"Δ step {column.split('_')[1]}") for column in STEP_COLUMNS)])
+
+
+def _closer(metric: str, value: float, reference: float) -> bool:
+    """Whether a mean Δ of ``metric`` beats the reference's (a larger fall, or rise for PCC)."""
+    return value < reference if LOWER_IS_BETTER[metric] else value > reference
+
+
+def rival_lines(system_rows: Sequence[Mapping], selection_rows: Sequence[Mapping] = (), *,
+                reference: str = "rnn", rivals: Sequence[str] = RIVALS) -> list[str]:
+    """Plain sentences, from the numbers, on where each rival beats ``reference``: per
+    keep rule the Table 4 metrics whose mean Δ is better, and Table 3's needed-effect
+    accuracy."""
+    ours = {(row["system"], row["kept"]): row for row in system_rows if row["source"] == "ours"}
+    label = SYSTEM_LABELS.get(reference, reference)
+    lines = []
+    for rival in rivals:
+        for keep in KEEP_RULES:
+            mine, theirs = ours.get((reference, keep)), ours.get((rival, keep))
+            if mine is None or theirs is None:
+                continue
+            won = [f"{m.upper()} ({theirs[m]:.2f} against {mine[m]:.2f})" for m in METRICS
+                   if _closer(m, theirs[m], mine[m])]
+            rival_label = SYSTEM_LABELS.get(rival, rival)
+            lines.append(f"{rival_label} beats {label} on {len(won)} of {len(METRICS)} metrics (kept {keep})"
+                         + (": " + ", ".join(won) + "." if won else "."))
+    accuracy = {row["system"]: row["all"] for row in selection_rows
+                if row["source"] == "ours" and row["measure"] == NEEDED and row["all"] is not None}
+    for rival in rivals:
+        if rival in accuracy and reference in accuracy:
+            verb = "more often than" if accuracy[rival] > accuracy[reference] else "no more often than"
+            lines.append(f"{SYSTEM_LABELS.get(rival, rival)} picks an effect the target still needs {verb} {label} "
+                         f"({accuracy[rival]:.3f} against {accuracy[reference]:.3f}, Table 3).")
+    return lines or [f"No rival of {label} was evaluated."]
 
 
 @attrs.define
@@ -181,11 +258,14 @@ class EvaluationResult:
             "### Table 2: effect parameter models",
             "",
             f"Mean error against the target of the input (a sub-chain lacking the effect) and of the output "
-            f"(the effect inserted with the predicted knobs), up to {meta['param_pairs']} pairs per effect.",
+            f"with the predicted knobs, up to {meta['param_pairs']} pairs per effect. *output*: the effect "
+            "appended after the sub-chain, where a session puts it (Δ, Δ% are of this output); *in place*: "
+            "the effect inserted at its place in the hidden order (as earlier versions of this table did).",
             "",
             _markdown_table(self.parameter_models, [
                 ("effect", "effect"), ("metric", "metric"), ("pairs", "pairs"), ("input", "input"),
-                ("output", "output"), ("delta", "Δ"), ("delta_pct", "Δ%"), ("paper_input", "paper input"),
+                ("output", "output"), ("delta", "Δ"), ("delta_pct", "Δ%"), ("output_in_place", "in place"),
+                ("delta_pct_in_place", "in place Δ%"), ("paper_input", "paper input"),
                 ("paper_output", "paper output"), ("paper_delta", "paper Δ"), ("paper_delta_pct", "paper Δ%"),
             ]),
             "",
@@ -204,12 +284,14 @@ class EvaluationResult:
             "### Table 4: all systems",
             "",
             f"Mean error Δ against the target (final - initial) over {meta['session_pairs']} sessions from the "
-            f"preset's dry render to a chain's render (per chain length: {meta['pairs_per_length']}). Stopping "
-            f"rule: tolerate {meta['tolerance']} step(s) that make {metric} worse, keep the best step on {metric}. "
-            "Oracle and SerumCNN 1S end by themselves and keep their last step.",
+            f"preset's dry render to a chain's render (per chain length: {meta['pairs_per_length']}). "
+            + stopping_text(meta["tolerance"], meta["metric"]),
             "",
-            _markdown_table(self.systems, [("source", "source"), ("system", "system"),
-                                           *((m, m.upper()) for m in METRICS), ("pairs", "pairs")]),
+            systems_markdown(self.systems),
+            "",
+            "### Where other systems beat SerumRNN",
+            "",
+            *(f"- {line}" for line in rival_lines(self.systems, self.selection)),
         ]
         for system, number in PROGRESS_SYSTEMS.items():
             rows = self.progress.get(system)
@@ -219,24 +301,25 @@ class EvaluationResult:
                 "",
                 f"### Table {number}: {SYSTEM_LABELS[system]}, step by step",
                 "",
-                "Initial and final mean error against the target, Δ and Δ% (of the initial mean), and the mean "
-                "Δ of each step over the sessions that applied it (row *sessions*: how many).",
+                PROGRESS_TEXT,
                 "",
-                _markdown_table(rows, [("source", "source"), ("metric", "metric"), ("initial", "init."),
-                                       ("final", "final"), ("delta", "Δ"), ("delta_pct", "Δ%"),
-                                       *((column, f"Δ step {column.split('_')[1]}") for column in STEP_COLUMNS)]),
+                progress_markdown(rows),
             ]
         curve_rows = []
-        for system in dict.fromkeys(row["system"] for row in self.tolerance_curve):
-            values = {row["tolerance"]: row[meta["metric"]] for row in self.tolerance_curve if row["system"] == system}
-            curve_rows.append({"system": system, **{f"t{t}": values.get(t) for t in range(MAX_TOLERANCE + 1)}})
+        for system, keep in dict.fromkeys((row["system"], row["kept"]) for row in self.tolerance_curve):
+            values = {row["tolerance"]: row[meta["metric"]] for row in self.tolerance_curve
+                      if (row["system"], row["kept"]) == (system, keep)}
+            curve_rows.append({"system": system, "kept": keep,
+                               **{f"t{t}": values.get(t) for t in range(MAX_TOLERANCE + 1)}})
         parts += [
             "",
             f"### Figure 4: final {metric} Δ against tolerated bad steps",
             "",
             f"![final {metric} delta vs tolerated bad steps]({FILES['figure']})",
             "",
-            _markdown_table(curve_rows, [("system", "system"),
+            "Solid lines keep the last step applied (the paper's rule), dashed lines the best step.",
+            "",
+            _markdown_table(curve_rows, [("system", "system"), ("kept", "kept"),
                                          *((f"t{t}", f"tolerate {t}") for t in range(MAX_TOLERANCE + 1))]),
             "",
             "### Latency",
@@ -267,19 +350,19 @@ class EvaluationResult:
         from serumrnn.core.audio import atomic_output
 
         metric = self.meta["metric"]
-        figure, axis = plt.subplots(figsize=(6.4, 4.2), layout="constrained")
-        for system in dict.fromkeys(row["system"] for row in self.tolerance_curve):
-            rows = [row for row in self.tolerance_curve if row["system"] == system]
-            style = "--" if system in NATURAL_END else "-"
-            axis.plot([row["tolerance"] for row in rows], [row[metric] for row in rows], style, marker="o",
-                      label=SYSTEM_LABELS.get(system, system) + (" (no stopping rule)" if style == "--" else ""))
+        figure, axis = plt.subplots(figsize=(8.4, 4.2), layout="constrained")
+        for number, system in enumerate(dict.fromkeys(row["system"] for row in self.tolerance_curve)):
+            for keep, style in (("last", "-"), ("best", "--")):
+                rows = [row for row in self.tolerance_curve if row["system"] == system and row["kept"] == keep]
+                axis.plot([row["tolerance"] for row in rows], [row[metric] for row in rows], style, marker="o",
+                          color=f"C{number}", label=f"{SYSTEM_LABELS.get(system, system)} ({keep})")
         axis.set_xticks(range(MAX_TOLERANCE + 1))
         axis.set_xlabel("tolerated bad steps")
         axis.set_ylabel(f"mean final Δ {metric.upper()}" + (" (x100)" if TABLE_SCALE[metric] != 1 else ""))
         axis.set_title(f"Final error Δ vs tolerated bad steps ({self.meta['bundle_name']}, "
                        f"{self.meta['session_pairs']} pairs)", fontsize=10)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
+        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # two lines per system: beside the axes
         with atomic_output(Path(path), suffix=".png") as temp:
             figure.savefig(temp, dpi=110, format="png")
         plt.close(figure)
@@ -328,6 +411,12 @@ def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathL
             f"Bundle '{bundle.path}' has no parameter model for {', '.join(missing)}; train it with "
             "`serumrnn train params --effect all`."
         )
+    dataset_loudness = convention_from_json(reader.metadata["config"].get("loudness"), where=f"Dataset '{reader.path}'")
+    if dataset_loudness != bundle.loudness:
+        raise BundleError(
+            f"Bundle '{bundle.path}' was trained under loudness convention {bundle.loudness.name} but dataset "
+            f"'{reader.path}' holds renders under {dataset_loudness.name}; evaluate it on a dataset of its convention."
+        )
     if not any(chain["order"] for chain in reader.chains_in(split)):
         raise DatasetError(
             f"Dataset '{reader.path}' has no chains in its {split} split; generate a larger dataset "
@@ -374,7 +463,9 @@ def _init_worker(bundle_path: str, rack_name: str, metric: str) -> None:
 
 def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
     """Table 2 for a chunk of one effect's pairs: per pair ``[input metrics, output
-    metrics]`` against the target, in ``METRICS`` order."""
+    metrics, in-place output metrics]`` against the target, in ``METRICS`` order. The
+    output appends the effect after the sub-chain, as a session does; the in-place
+    output inserts it at its place in the hidden order."""
     from serumrnn.core.metrics import MetricReference
 
     rack, bundle, extractor = _worker["rack"], _worker["bundle"], _worker["extractor"]
@@ -383,9 +474,9 @@ def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
     inputs = []
     for chain, applied in task["items"]:
         if chain["chain_id"] not in references:
-            target = rack.render(chain["preset"], _chain_of(chain))
+            target = rack.render(chain["preset"], _chain_of(chain), loudness=bundle.loudness)
             references[chain["chain_id"]] = MetricReference(target, extractor.extract(target, rack.sample_rate))
-        audio = rack.render(chain["preset"], _chain_of(chain, applied))
+        audio = rack.render(chain["preset"], _chain_of(chain, applied), loudness=bundle.loudness)
         inputs.append((audio, extractor.extract(audio, rack.sample_rate)))
     references_in_order = [references[chain["chain_id"]] for chain, _ in task["items"]]
     predicted = bundle.predict_knobs_batch(effect, [features for _, features in inputs],
@@ -393,13 +484,20 @@ def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
     results = []
     for (chain, applied), (audio, features), reference, knobs in zip(task["items"], inputs, references_in_order,
                                                                       predicted):
-        output_chain = [(name, knobs if name == effect else values)
-                        for name, values in _chain_of(chain, [*applied, effect])]
-        output = rack.render(chain["preset"], output_chain)
+        appended = [*_chain_of(chain, applied), (effect, knobs)]
+        in_place = [(name, knobs if name == effect else values) for name, values in _chain_of(chain, [*applied, effect])]
+        after = _measure_chain(rack, extractor, bundle, chain["preset"], appended, reference)
+        # the same chain when the effect comes last in the hidden order too
+        after_in_place = after if in_place == appended else _measure_chain(
+            rack, extractor, bundle, chain["preset"], in_place, reference)
         before = reference.compare(audio, features)
-        after = reference.compare(output, extractor.extract(output, rack.sample_rate))
-        results.append([[before[m] for m in METRICS], [after[m] for m in METRICS]])
+        results.append([[values[m] for m in METRICS] for values in (before, after, after_in_place)])
     return results
+
+
+def _measure_chain(rack, extractor, bundle, preset: str, chain, reference) -> dict[str, float]:
+    output = rack.render(preset, chain, loudness=bundle.loudness)
+    return reference.compare(output, extractor.extract(output, rack.sample_rate))
 
 
 def _session_pair(task: Mapping) -> dict:
@@ -409,25 +507,41 @@ def _session_pair(task: Mapping) -> dict:
 
     rack, bundle, extractor, manager = _worker["rack"], _worker["bundle"], _worker["extractor"], _worker["manager"]
     chain = task["chain"]
-    target = rack.render(chain["preset"], _chain_of(chain))
+    # the chain on the levelled source, as the dataset's renders and the session's steps
+    target = rack.render(chain["preset"], _chain_of(chain), loudness=bundle.loudness)
     records = {}
     for system in task["systems"]:
-        selector = manager.selectors.get(system)
+        selector, search = system_setup(manager, system, task.get("search_budget_ms", DEFAULT_BUDGET_MS))
         started = time.perf_counter()
         session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector,
                               metric=_worker["metric"], tolerance=len(rack.effect_names),
                               true_chain=chain["order"] if selector.needs_true_chain else None,
-                              seed=task["seed"], extractor=extractor)
-        total = time.perf_counter() - started
-        seconds = [step.seconds for step in session.steps]
-        records[system] = {
-            "initial": [session.initial_metrics[m] for m in METRICS],
-            "steps": [[step.metrics[m] for m in METRICS] for step in session.steps],
-            "effects": [step.effect for step in session.steps],
-            "seconds": seconds,
-            "setup_seconds": max(total - sum(seconds), 0.0),
-        }
+                              seed=task["seed"], extractor=extractor, search=search)
+        records[system] = session_record(session, time.perf_counter() - started)
     return {"chain_id": chain["chain_id"], "length": len(chain["order"]), "order": chain["order"], "systems": records}
+
+
+def system_setup(manager, system: str, budget_ms: float | None) -> tuple[Any, SearchOptions | bool]:
+    """The selector and search of an evaluated system: the paper's systems do not search."""
+    if system not in SEARCH_SYSTEMS:
+        return manager.selectors.get(system), False
+    selector = SEARCH_SYSTEMS[system]
+    return (manager.selectors.get(selector) if selector else SEARCH_ONLY,
+            SearchOptions(budget_ms=budget_ms, use_models=selector is not None))
+
+
+def session_record(session, total_seconds: float) -> dict:
+    """What the tables need of a session run to the end: metrics before and after each
+    step (``METRICS`` order), the effects, each step's time and the set-up time."""
+    seconds = [step.seconds for step in session.steps]
+    return {
+        "initial": [session.initial_metrics[m] for m in METRICS],
+        "steps": [[step.metrics[m] for m in METRICS] for step in session.steps],
+        "effects": [step.effect for step in session.steps],
+        "seconds": seconds,
+        "renders": [step.renders for step in session.steps],
+        "setup_seconds": max(total_seconds - sum(seconds), 0.0),
+    }
 
 
 @contextlib.contextmanager
@@ -513,18 +627,22 @@ def _pct(delta: float, initial: float) -> float:
 
 
 def parameter_model_rows(results: Mapping[str, np.ndarray], group: str) -> list[dict]:
-    """Table 2 rows from per-effect arrays ``(n_pairs, 2, len(METRICS))`` [input, output]."""
+    """Table 2 rows from per-effect arrays ``(n_pairs, 3, len(METRICS))`` [input, output
+    appended, output in place]."""
     reference_group = paper.paper_group(group, paper.PARAMETER_MODELS)
     published = paper.PARAMETER_MODELS.get(reference_group, {}) if reference_group else {}
     rows = []
     for effect, values in results.items():
-        before, after = _mean_rows(values[:, 0]), _mean_rows(values[:, 1])
+        before, after, in_place = (_mean_rows(values[:, column]) for column in range(3))
         for index, metric in enumerate(METRICS):
             theirs = published.get(effect, {}).get(metric, (None,) * 4)
             delta = float(after[index] - before[index])
+            delta_in_place = float(in_place[index] - before[index])
             rows.append({
                 "effect": effect, "metric": metric.upper(), "pairs": len(values), "input": float(before[index]),
                 "output": float(after[index]), "delta": delta, "delta_pct": _pct(delta, before[index]),
+                "output_in_place": float(in_place[index]), "delta_in_place": delta_in_place,
+                "delta_pct_in_place": _pct(delta_in_place, before[index]),
                 "paper_group": paper.GROUP_TITLES[reference_group] if theirs[0] is not None else "",
                 "paper_input": theirs[0], "paper_output": theirs[1], "paper_delta": theirs[2],
                 "paper_delta_pct": theirs[3],
@@ -694,14 +812,17 @@ def plan_session_pairs(reader, pairs: int, seed: int, split: str) -> tuple[list[
     return planned, counts
 
 
-def session_outcome(record: Mapping, system: str, metric: str, tolerance: int) -> tuple[int, int]:
+def session_outcome(record: Mapping, metric: str, tolerance: int, keep: str = "best") -> tuple[int, int]:
     """``(applied, kept)``: steps a session with ``tolerance`` applies and the step kept
-    as its final sound (0 = the input)."""
+    as its final sound (0 = the input) under the keep rule ``keep`` (``KEEP_RULES``).
+    The same rule for every system: one-shot and oracle trajectories are cut too."""
     index = METRICS.index(metric)
     values = [step[index] for step in record["steps"]]
-    if system in NATURAL_END:
-        return len(values), len(values)
     applied = steps_before_stopping(record["initial"][index], values, metric, tolerance)
+    if keep == "last":
+        return applied, applied
+    if keep != "best":
+        raise ParameterError(f"Unknown keep rule {keep!r}; choose one of {', '.join(KEEP_RULES)}.")
     return applied, best_step_index(record["initial"][index], values[:applied], metric)
 
 
@@ -709,88 +830,102 @@ def _final(record: Mapping, kept: int) -> list[float]:
     return record["initial"] if kept == 0 else record["steps"][kept - 1]
 
 
-def _deltas(records: Sequence[Mapping], system: str, metric: str, tolerance: int) -> np.ndarray:
+def _deltas(records: Sequence[Mapping], metric: str, tolerance: int, keep: str) -> np.ndarray:
     """Mean (final - initial) per metric in table units."""
     values = []
     for record in records:
-        _, kept = session_outcome(record, system, metric, tolerance)
+        _, kept = session_outcome(record, metric, tolerance, keep)
         values.append(np.subtract(_final(record, kept), record["initial"]))
     return _mean_rows(np.asarray(values))
 
 
 def system_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str, tolerance: int,
-                group: str) -> list[dict]:
-    """Table 4 rows: ours per system, then the paper's."""
+                group: str | None) -> list[dict]:
+    """Table 4 rows: ours per keep rule and system, then the paper's (``group`` None: none)."""
     rows = []
-    for system in systems:
-        records = [pair["systems"][system] for pair in pair_records]
-        deltas = _deltas(records, system, metric, tolerance)
-        rows.append({"source": "ours", "system": system, **dict(zip(METRICS, map(float, deltas))),
-                     "pairs": len(records)})
-    reference_group = paper.paper_group(group, paper.SYSTEM_DELTAS)
+    for keep in KEEP_RULES:
+        for system in systems:
+            records = [pair["systems"][system] for pair in pair_records]
+            deltas = _deltas(records, metric, tolerance, keep)
+            rows.append({"source": "ours", "system": system, "kept": keep, **dict(zip(METRICS, map(float, deltas))),
+                         "pairs": len(records), **_step_cost(records)})
+    reference_group = paper.paper_group(group, paper.SYSTEM_DELTAS) if group is not None else None
     if reference_group:
         for system in systems:
             values = paper.SYSTEM_DELTAS[reference_group].get(system)
             if values:
                 rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "system": system,
-                             **dict(zip(METRICS, values)), "pairs": 1000})
+                             "kept": "last", **dict(zip(METRICS, values)), "pairs": 1000})
     return rows
 
 
-def progress_rows(pair_records: Sequence[Mapping], system: str, metric: str, tolerance: int, group: str) -> list[dict]:
-    """Tables 5/6: initial, final, Δ, Δ% and mean Δ per step (over sessions reaching it)."""
+def progress_rows(pair_records: Sequence[Mapping], system: str, metric: str, tolerance: int,
+                  group: str | None) -> list[dict]:
+    """Tables 5/6: per keep rule, initial, final, Δ, Δ% and mean Δ per step (over the
+    sessions that applied it; the same for both rules), then the paper's rows."""
     scale = np.array([TABLE_SCALE[m] for m in METRICS])
-    initial, final = [], []
+    records = [pair["systems"][system] for pair in pair_records]
     per_step: dict[int, list[np.ndarray]] = {length: [] for length in CHAIN_LENGTHS}
-    for pair in pair_records:
-        record = pair["systems"][system]
-        applied, kept = session_outcome(record, system, metric, tolerance)
-        initial.append(record["initial"])
-        final.append(_final(record, kept))
+    for record in records:
+        applied, _ = session_outcome(record, metric, tolerance)
         previous = record["initial"]
         for step in range(applied):
             per_step[step + 1].append(np.subtract(record["steps"][step], previous))
             previous = record["steps"][step]
-    initial_mean = np.mean(initial, axis=0) * scale
-    final_mean = np.mean(final, axis=0) * scale
+    initial_mean = np.mean([record["initial"] for record in records], axis=0) * scale
     step_means = {length: np.mean(values, axis=0) * scale if values else None for length, values in per_step.items()}
     rows = []
-    for index, name in enumerate(METRICS):
-        delta = float(final_mean[index] - initial_mean[index])
-        rows.append({"source": "ours", "metric": name.upper(), "initial": float(initial_mean[index]),
-                     "final": float(final_mean[index]), "delta": delta, "delta_pct": _pct(delta, initial_mean[index]),
-                     **{f"step_{length}": None if step_means[length] is None else float(step_means[length][index])
-                        for length in CHAIN_LENGTHS}})
-    rows.append({"source": "ours", "metric": "sessions", "initial": len(pair_records), "final": None, "delta": None,
-                 "delta_pct": None, **{f"step_{length}": len(per_step[length]) for length in CHAIN_LENGTHS}})
-    reference_group = paper.paper_group(group, {g: t for g, t in paper.SESSION_PROGRESS.items() if system in t})
+    for keep in KEEP_RULES:
+        final_mean = np.mean([_final(record, session_outcome(record, metric, tolerance, keep)[1])
+                              for record in records], axis=0) * scale
+        for index, name in enumerate(METRICS):
+            delta = float(final_mean[index] - initial_mean[index])
+            rows.append({"source": "ours", "kept": keep, "metric": name.upper(), "initial": float(initial_mean[index]),
+                         "final": float(final_mean[index]), "delta": delta,
+                         "delta_pct": _pct(delta, initial_mean[index]),
+                         **{f"step_{length}": None if step_means[length] is None else float(step_means[length][index])
+                            for length in CHAIN_LENGTHS}})
+    rows.append({"source": "ours", "kept": "", "metric": "sessions", "initial": len(records), "final": None,
+                 "delta": None, "delta_pct": None, **{f"step_{length}": len(per_step[length]) for length in CHAIN_LENGTHS}})
+    with_system = {g: t for g, t in paper.SESSION_PROGRESS.items() if system in t}
+    reference_group = paper.paper_group(group, with_system) if group is not None else None
     if reference_group:
         for name, (init, fin, delta, pct, steps) in paper.SESSION_PROGRESS[reference_group][system].items():
-            rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "metric": name.upper(),
-                         "initial": init, "final": fin, "delta": delta, "delta_pct": pct,
+            rows.append({"source": f"paper ({paper.GROUP_TITLES[reference_group]})", "kept": "last",
+                         "metric": name.upper(), "initial": init, "final": fin, "delta": delta, "delta_pct": pct,
                          **dict(zip(STEP_COLUMNS, steps))})
     return rows
 
 
 def session_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
     """A pair's hidden chain and, per system, the effects of its full trajectory, how many
-    it applies with ``tolerance`` and which step it keeps."""
+    it applies with ``tolerance`` and its best step (``kept``; keep-last keeps ``applied``)."""
     systems = {}
     for system, record in pair["systems"].items():
-        applied, kept = session_outcome(record, system, metric, tolerance)
-        systems[system] = {"effects": record["effects"], "applied": applied, "kept": kept}
+        applied, best = session_outcome(record, metric, tolerance)
+        systems[system] = {"effects": record["effects"], "applied": applied, "kept": best}
     return {"chain_id": pair["chain_id"], "hidden": pair["order"], "systems": systems}
 
 
 def tolerance_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str) -> list[dict]:
-    """Figure 4: mean final Δ per metric for tolerance 0..4, per system."""
+    """Figure 4: mean final Δ per metric for tolerance 0..4, per system and keep rule."""
     rows = []
     for system in systems:
         records = [pair["systems"][system] for pair in pair_records]
-        for tolerance in range(MAX_TOLERANCE + 1):
-            deltas = _deltas(records, system, metric, tolerance)
-            rows.append({"system": system, "tolerance": tolerance, **dict(zip(METRICS, map(float, deltas)))})
+        for keep in KEEP_RULES:
+            for tolerance in range(MAX_TOLERANCE + 1):
+                deltas = _deltas(records, metric, tolerance, keep)
+                rows.append({"system": system, "kept": keep, "tolerance": tolerance,
+                             **dict(zip(METRICS, map(float, deltas)))})
     return rows
+
+
+def _step_cost(records: Sequence[Mapping]) -> dict:
+    """Mean renders and median ms per step over every step run (searched systems spend a budget)."""
+    renders = [count for record in records for count in record.get("renders", [1] * len(record["seconds"]))]
+    seconds = [value for record in records for value in record["seconds"]]
+    return {"renders_per_step": float(np.mean(renders)) if renders else None,
+            "ms_per_step": float(np.median(seconds) * 1000) if seconds else None}
 
 
 def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str, tolerance: int) -> list[dict]:
@@ -801,7 +936,7 @@ def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric
         steps, sessions = [], []
         for pair in pair_records:
             record = pair["systems"][system]
-            applied, _ = session_outcome(record, system, metric, tolerance)
+            applied, _ = session_outcome(record, metric, tolerance)
             steps += record["seconds"]
             sessions.append(record["setup_seconds"] + sum(record["seconds"][:applied]))
         step_ms, session_ms = np.asarray(steps) * 1000, np.asarray(sessions) * 1000
@@ -858,6 +993,11 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
                or bundle.has_selector(manager.selectors.get(s).model_kind)]
     notes = [f"{SYSTEM_LABELS[s]} is left out: the bundle has no {manager.selectors.get(s).model_kind} selection model."
              for s in SYSTEMS if s not in systems]
+    if options.search:
+        systems += [s for s, selector in SEARCH_SYSTEMS.items() if selector is None or selector in systems]
+        notes.append(f"Systems with search spend up to {options.search_budget_ms:g} ms per step: their figures depend "
+                     "on the machine's speed and load, unlike the others'." if options.search_budget_ms is not None
+                     else f"Systems with search spend {DEFAULT_MAX_RENDERS} renders per step (the default budget).")
     session_plan, per_length = plan_session_pairs(reader, options.pairs, options.seed, options.split)
     short = [f"{length} effect(s): {count}" for length, count in per_length.items()
              if count < options.pairs // len(CHAIN_LENGTHS)]
@@ -878,13 +1018,13 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
         param_results: dict[str, list] = {effect: [] for effect in rack.effect_names}
         for task, chunk in zip(param_tasks, chunks):
             param_results[task["effect"]] += chunk
-        session_tasks = [{"chain": chain, "systems": systems, "seed": chain_seed(options.seed, chain["chain_id"])}
-                         for chain in session_plan]
+        session_tasks = [{"chain": chain, "systems": systems, "seed": chain_seed(options.seed, chain["chain_id"]),
+                          "search_budget_ms": options.search_budget_ms} for chain in session_plan]
         pair_records = run(_session_pair, session_tasks,
                            start(f"Tables 4-6: sessions ({len(systems)} systems each)", len(session_tasks)))
 
     parameter_models = parameter_model_rows(
-        {effect: np.asarray(values).reshape(-1, 2, len(METRICS)) for effect, values in param_results.items() if values},
+        {effect: np.asarray(values).reshape(-1, 3, len(METRICS)) for effect, values in param_results.items() if values},
         group)
     progress = {system: progress_rows(pair_records, system, options.metric, options.tolerance, group)
                 for system in PROGRESS_SYSTEMS if system in systems and pair_records}

@@ -100,6 +100,15 @@ class Synth(abc.ABC):
     name: str = ""
     label: str = ""
     presets: tuple[Preset, ...] = ()
+    # Families of generated presets, addressed by seed rather than listed: group -> description.
+    families: Mapping[str, str] = {}
+
+    def generated_presets(self, family: str, first_seed: int, count: int) -> tuple[str, ...]:
+        """Names of ``count`` generated presets of ``family`` from ``first_seed`` on."""
+        from serumrnn.core.errors import ParameterError
+
+        raise ParameterError(f"Synth {self.name} has no generated presets of family {family!r}; "
+                             f"its families are {', '.join(self.families) or 'none'}.")
 
     def preset(self, name: str) -> Preset:
         for preset in self.presets:

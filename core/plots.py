@@ -25,16 +25,16 @@ def plot_mels(
     ``panels``: ``(title, db_mel)`` with ``db_mel`` shape ``(n_mels, n_frames)``.
     ``columns``: panels per row (default: all in one row).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A Figure without pyplot: pyplot's global figure list is not safe in the server's threads.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     count = len(panels)
     columns = min(columns or count, count)
     rows = -(-count // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns + 1.2, 2.7 * rows + 0.4),
-                                squeeze=False, sharey=True, layout="constrained")
+    figure = Figure(figsize=(2.6 * columns + 1.2, 2.7 * rows + 0.4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(rows, columns, squeeze=False, sharey=True)
     duration = panels[0][1].shape[1] * settings.hop_length / settings.sample_rate if count else 1.0
     low = min(float(np.min(db)) for _, db in panels)
     high = max(float(np.max(db)) for _, db in panels)
@@ -57,5 +57,4 @@ def plot_mels(
     target = Path(path)
     with atomic_output(target, suffix=".png") as temp:
         figure.savefig(temp, dpi=110, format="png")
-    plt.close(figure)
     return target

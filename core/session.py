@@ -21,11 +21,17 @@ from typing import Any
 import attrs
 import numpy as np
 
-from serumrnn.core.audio import DURATION_S, SAMPLE_RATE, check_audio, load_audio, looks_like_audio_path, write_wav
+from serumrnn.core.audio import (
+    DURATION_S, SAMPLE_RATE, check_audio, is_silent, load_audio, looks_like_audio_path, write_wav,
+)
 from serumrnn.core.errors import AudioError, BundleError, OutputError, ParameterError
 from serumrnn.core.features import Features, LibrosaFeatureExtractor
+from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
 from serumrnn.core.rack import Rack
+from serumrnn.core.search import (
+    DEFAULT_BUDGET_MS, SEARCH_ONLY, Found, SearchOptions, StepSearch, ranked_unused, search_options,
+)
 from serumrnn.core.selectors import SelectionState
 
 BUNDLES_DIR = Path(__file__).parent / "bundles"
@@ -49,10 +55,10 @@ def default_bundle_name() -> str:
     raise BundleError(
         "No model bundle is shipped with this installation; train one with `serumrnn train` and pass --bundle PATH."
     )
-# RMS level both sounds are brought to before a session on user audio (about -18 dBFS).
-TARGET_RMS = 0.125
 # Leading samples quieter than this fraction of the peak (-50 dB) are trimmed.
 LEADING_SILENCE_RATIO = 10 ** (-50 / 20)
+# Shorter quiet starts are the attack of the note itself, not a gap before it.
+MIN_LEADING_GAP_S = 0.01
 
 
 @attrs.define
@@ -72,6 +78,11 @@ class Step:
     metrics: dict[str, float]
     better: bool
     seconds: float
+    # The parameter model's knobs for this effect (None without a model), whether search
+    # changed the models' guess ("searched") or kept it ("predicted"), and renders spent.
+    model_knobs: dict[str, float] | None = None
+    mode: str = "predicted"
+    renders: int = 1
 
 
 @attrs.define
@@ -92,6 +103,8 @@ class Session:
     stop_reason: str = ""
     notes: list[str] = attrs.field(factory=list)
     sample_rate: int = SAMPLE_RATE
+    loudness: LoudnessConvention = NO_LEVELLING
+    search: dict[str, Any] | None = None  # the search options (None: the plain models' session)
 
     @property
     def best_index(self) -> int:
@@ -132,6 +145,9 @@ class Session:
                     "label": step.label,
                     "instruction": step.instruction,
                     "knobs": step.knobs,
+                    "model_knobs": step.model_knobs,
+                    "mode": step.mode,
+                    "renders": step.renders,
                     "knobs_physical": step.physical,
                     "probability": step.probability,
                     "metrics": step.metrics,
@@ -146,6 +162,8 @@ class Session:
             "best_closer_pct": self.closer_pct(self.best_metrics),
             "stop_reason": self.stop_reason,
             "notes": self.notes,
+            "loudness": self.loudness.to_json(),
+            "search": self.search,
         }
 
 
@@ -190,22 +208,15 @@ def steps_before_stopping(initial: float, values: Sequence[float], metric: str, 
 
 
 # -- preparation -------------------------------------------------------------------------
-def trim_leading_silence(audio: np.ndarray) -> np.ndarray:
-    """Drop samples before the first one within 50 dB of the peak."""
+def trim_leading_silence(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Drop a leading gap: the samples before the first one within 50 dB of the peak,
+    when they last at least ``MIN_LEADING_GAP_S``. A note that starts at once keeps every
+    sample, so an input and a target rendered from it stay aligned sample for sample."""
     peak = float(np.max(np.abs(audio))) if audio.size else 0.0
     if peak == 0.0:
         return audio
     start = int(np.argmax(np.abs(audio) >= peak * LEADING_SILENCE_RATIO))
-    return audio[start:]
-
-
-def normalise_loudness(audio: np.ndarray, rms: float = TARGET_RMS) -> np.ndarray:
-    """Scale to the given RMS level, never past a peak of 0.99."""
-    level = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    if level == 0.0:
-        return audio
-    gain = min(rms / level, 0.99 / float(np.max(np.abs(audio))))
-    return (audio * gain).astype(np.float32)
+    return audio[start:] if start >= MIN_LEADING_GAP_S * sample_rate else audio
 
 
 def estimate_midi_note(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
@@ -217,6 +228,19 @@ def estimate_midi_note(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> flo
     if pitched.size == 0:
         return None
     return float(librosa.hz_to_midi(np.median(pitched)))
+
+
+def detect_note(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
+    """A quick note estimate (YIN, tens of ms) for the session's notes: the median f0 as a
+    fractional MIDI note, or None when the frames disagree by more than a semitone."""
+    import librosa
+
+    f0 = librosa.yin(audio, fmin=50.0, fmax=2000.0, sr=sample_rate, frame_length=2048)
+    notes = librosa.hz_to_midi(f0[np.isfinite(f0)])
+    if notes.size == 0:
+        return None
+    low, middle, high = np.percentile(notes, [25, 50, 75])
+    return float(middle) if high - low <= 1.0 else None
 
 
 def shift_to_c4(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, float | None]:
@@ -234,24 +258,25 @@ def shift_to_c4(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.n
     return np.asarray(shifted, dtype=np.float32).reshape(-1)[: audio.shape[0]], note
 
 
-def note_name(note: float) -> str:
+def note_name(note: float, *, cents: bool = True) -> str:
     import librosa
 
-    return librosa.midi_to_note(note, cents=True, unicode=False)
+    return librosa.midi_to_note(note, cents=cents, unicode=False)
 
 
 def prepare_audio(
     audio: np.ndarray | str | os.PathLike,
     *,
     role: str,
-    normalise: bool,
     to_c4: bool,
     notes: list[str],
     sample_rate: int = SAMPLE_RATE,
     duration_s: float = DURATION_S,
 ) -> np.ndarray:
-    """Load or validate, make mono at ``sample_rate``, optionally normalise loudness,
-    trim leading silence and shift to C4; then fit to ``duration_s``."""
+    """Load (a file) or validate (an array), make mono at ``sample_rate``, trim leading
+    silence, optionally shift to C4, and fit to ``duration_s``. Files and arrays take the
+    same path, so the same samples give the same session; the level is left to the
+    bundle's loudness convention (``core/loudness.py``), applied by the session."""
     allow_silent = role != "target"
     if isinstance(audio, (str, os.PathLike)):
         # Read a little more than needed so trimming leading silence still leaves a full clip.
@@ -261,18 +286,31 @@ def prepare_audio(
         array = check_audio(audio, name=f"The {role} audio", sample_rate=sample_rate, duration_s=None,
                             allow_silent=allow_silent)
         name = f"The {role} audio"
-    if normalise:
-        array = trim_leading_silence(array)
-        array = normalise_loudness(array)
+    if role == "input" and is_silent(array):
+        raise AudioError(f"{name} is silent; effects cannot shape silence, give a sound to start from.")
+    array = trim_leading_silence(array, sample_rate)
     if to_c4:
         array, note = shift_to_c4(array, sample_rate)
         if note is None:
             notes.append(f"{name} has no clear pitch; it was not shifted.")
         else:
             notes.append(f"{name} was detected as {note_name(note)} and shifted to C4.")
+    elif not is_silent(array):
+        # Any note works as it is (the default bundle trained on C2-C6); say which one we heard.
+        note = detect_note(array[: int(duration_s * sample_rate)], sample_rate)
+        notes.append(f"{name} sounds like {note_name(round(note), cents=False)}." if note is not None
+                     else f"{name} has no single clear pitch.")
     array = check_audio(array, name=name, sample_rate=sample_rate, duration_s=duration_s,
                         allow_silent=allow_silent)
     return array
+
+
+def bundle_loudness(bundle: Any) -> LoudnessConvention:
+    """The loudness convention a bundle was trained under; search without any bundle uses
+    the default convention (objects that record none stand for old bundles: ``none``)."""
+    if bundle is None:
+        return DEFAULT_LOUDNESS
+    return getattr(bundle, "loudness", None) or NO_LEVELLING
 
 
 def resolve_bundle(bundle: Any, rack: Rack):
@@ -288,17 +326,22 @@ def resolve_bundle(bundle: Any, rack: Rack):
             raise BundleError(f"Bundle '{bundle.path}' was trained with other feature settings than sessions use; "
                               "use a matching bundle.")
         return bundle
+    return ModelBundle.load(bundle_path(bundle), rack=rack, feature_settings=settings)
+
+
+def bundle_path(bundle: str | os.PathLike | None) -> Path:
+    """The folder of a shipped bundle name or a bundle folder (None: the default bundle)."""
     name = default_bundle_name() if bundle is None else str(bundle)
     path = Path(name)
     if not path.exists() and name in shipped_bundles():
-        path = BUNDLES_DIR / name
-    elif not path.exists():
+        return BUNDLES_DIR / name
+    if not path.exists():
         shipped = shipped_bundles()
         raise BundleError(
             f"No model bundle {name!r}: it is neither a folder nor a shipped bundle "
             f"(shipped: {', '.join(shipped) or 'none'}); train one with `serumrnn train` and pass --bundle PATH."
         )
-    return ModelBundle.load(path, rack=rack, feature_settings=settings)
+    return path
 
 
 # -- the engine ----------------------------------------------------------------------------
@@ -324,6 +367,10 @@ def run_session(
     seed: int = 0,
     extractor: LibrosaFeatureExtractor | None = None,
     notes: Sequence[str] = (),
+    search: bool | SearchOptions | None = None,
+    budget_ms: float | None = DEFAULT_BUDGET_MS,
+    top_k: int | None = None,
+    max_renders: int | None = None,
 ) -> Session:
     """Run the iterative search.
 
@@ -335,13 +382,26 @@ def run_session(
     selector: a registered selector (``probabilities(state)``).
     metric: the stopping rule's metric; tolerance: bad steps tolerated before stopping.
     true_chain: effect names that made the target (oracle only).
+    search: search every step within a budget (``core/search.py``; None: ``SEARCH_BY_DEFAULT``,
+        False: the plain models' session, or ``SearchOptions``); budget_ms, top_k,
+        max_renders: its budget per step and candidate effects. Without a parameter model
+        for an effect (or ``bundle`` None) search alone finds its knobs.
     """
+    options = search if isinstance(search, SearchOptions) else search_options(
+        search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders)
+    if bundle is None and (options is None or getattr(selector, "model_kind", None)):
+        raise BundleError(f"Without a model bundle only search can find the steps, choosing among every effect; "
+                          f"turn search on and use the {SEARCH_ONLY.name} or random selector, or give a bundle.")
     if metric not in METRICS:
         raise ParameterError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
     if tolerance < 0:
         raise ParameterError(f"Tolerance is {tolerance}; give 0 or more bad steps to tolerate.")
     extractor = extractor or LibrosaFeatureExtractor()
-    input_audio = rack.render(source)
+    # The bundle's loudness convention: the source levelled into the chain, every step and
+    # the target levelled before features and distances (core/loudness.py).
+    loudness = bundle_loudness(bundle)
+    input_audio = rack.render(source, loudness=loudness)
+    target_audio = loudness.apply(np.asarray(target_audio, dtype=np.float32), rack.sample_rate)
     input_features = extractor.extract(input_audio, rack.sample_rate)
     target_features = extractor.extract(target_audio, rack.sample_rate)
     reference = MetricReference(target_audio, target_features)
@@ -351,7 +411,7 @@ def run_session(
         source=source if isinstance(source, str) else "audio",
         input_audio=input_audio, target_audio=target_audio, input_features=input_features,
         target_features=target_features, initial_metrics=initial, notes=list(notes),
-        sample_rate=rack.sample_rate,
+        sample_rate=rack.sample_rate, loudness=loudness,
     )
     if np.array_equal(input_audio, target_audio) or initial["mse"] == 0.0 and initial["mssmae"] == 0.0:
         session.stop_reason = "the input already matches the target: nothing to do"
@@ -361,53 +421,77 @@ def run_session(
                            effect_names=effect_names, bundle=bundle, true_chain=true_chain,
                            rng=np.random.default_rng(seed))
     if getattr(selector, "one_shot", False):
+        if options is not None:
+            session.notes.append(f"The {selector.name} system renders its one-shot chain as predicted; it does not search.")
         _run_one_shot(session, source, rack, bundle, selector, state, reference, extractor)
         return session
 
+    searcher = None if options is None else StepSearch(
+        options, rack=rack, source=source, bundle=bundle, extractor=extractor, reference=reference, metric=metric,
+        loudness=loudness, target_features=target_features, seed=seed)
+    session.search = None if options is None else options.to_json()
     chain: list[tuple[str, dict[str, float]]] = []
     rule = StoppingRule(metric, tolerance, initial[metric])
-    while len(chain) < len(effect_names):
-        started = time.perf_counter()
-        scores = np.asarray(selector.probabilities(state), dtype=np.float64)
-        if getattr(selector, "needs_true_chain", False) and not np.any(scores > 0):
-            session.stop_reason = "the true chain is complete"
-            break
-        effect_name, probability = _most_probable_unused(scores, effect_names, state.applied)
-        knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
-        chain.append((effect_name, knobs))
-        step = _render_step(session, source, rack, chain, probability, rule.previous, reference, extractor, started)
-        state.history = [*state.history, step.features]
-        state.applied = [*state.applied, effect_name]
-        if rule.after_step(step.metrics[metric])[1]:
-            session.stop_reason = (
-                f"{rule.bad_steps} step(s) moved {metric.upper()} away from the target "
-                f"(tolerance {tolerance})"
-            )
-            break
-    else:
-        session.stop_reason = "every effect has been used"
+    try:
+        while len(chain) < len(effect_names):
+            started = time.perf_counter()
+            scores = np.asarray(selector.probabilities(state), dtype=np.float64)
+            if getattr(selector, "needs_true_chain", False) and not np.any(scores > 0):
+                session.stop_reason = "the true chain is complete"
+                break
+            found = None
+            if searcher is None:
+                effect_name, probability = _most_probable_unused(scores, effect_names, state.applied)
+                knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
+            else:
+                found = searcher.step(scores, state, chain, started,
+                                      positive_only=getattr(selector, "needs_true_chain", False))
+                effect_name, knobs, probability = found.trial.effect, found.trial.knobs, found.probability
+            searched_at = time.perf_counter()
+            chain.append((effect_name, knobs))
+            step = _render_step(session, source, rack, chain, probability, rule.previous, reference, extractor,
+                                started, found)
+            if searcher is not None:  # the kept sound's features and metrics: reserved from the next budget
+                searcher.finished(time.perf_counter() - searched_at)
+            state.history = [*state.history, step.features]
+            state.applied = [*state.applied, effect_name]
+            if rule.after_step(step.metrics[metric])[1]:
+                session.stop_reason = (
+                    f"{rule.bad_steps} step(s) moved {metric.upper()} away from the target "
+                    f"(tolerance {tolerance})"
+                )
+                break
+        else:
+            session.stop_reason = "every effect has been used"
+    finally:
+        if searcher is not None:
+            searcher.close()
     return session
 
 
 def _most_probable_unused(scores: np.ndarray, effect_names: Sequence[str], applied: Sequence[str]) -> tuple[str, float]:
     """The highest-scoring effect not applied yet (a used effect is never repeated)."""
-    if scores.shape != (len(effect_names),) or not np.all(np.isfinite(scores)):
-        raise ParameterError(
-            f"The selector returned scores of shape {scores.shape}; it must give one finite score per effect."
-        )
-    for index in np.argsort(-scores, kind="stable"):
-        if effect_names[index] not in applied:
-            return effect_names[index], float(scores[index])
-    raise ParameterError("Every effect has been applied already.")
+    ranked = ranked_unused(scores, effect_names, applied)
+    if not ranked:
+        raise ParameterError("Every effect has been applied already.")
+    return ranked[0]
 
 
-def _render_step(session, source, rack, chain, probability, previous, reference, extractor, started) -> Step:
-    """Render ``source`` through ``chain``, measure it against the target and append the
-    step for the chain's last effect; ``better`` compares with ``previous`` on the session's metric."""
+def _render_step(session, source, rack, chain, probability, previous, reference, extractor, started,
+                 found: Found | None = None) -> Step:
+    """Render ``source`` through ``chain`` (or take the searched sound ``found``), measure
+    it against the target and append the step for the chain's last effect; ``better``
+    compares with ``previous`` on the session's metric."""
     effect_name, knobs = chain[-1]
-    audio = rack.render(source, chain)
-    features = extractor.extract(audio, rack.sample_rate)
-    metrics = reference.compare(audio, features)
+    if found is None:
+        audio = rack.render(source, chain, loudness=session.loudness)
+        features = extractor.extract(audio, rack.sample_rate)
+        metrics = reference.compare(audio, features)
+    else:  # the search scored the stopping metric already; the other five only for the kept sound
+        audio = found.trial.audio
+        features = found.trial.features if found.trial.features is not None else extractor.extract(
+            audio, rack.sample_rate)
+        metrics = reference.compare(audio, features, mssmae=found.trial.score if session.metric == "mssmae" else None)
     effect = rack.effect(effect_name)
     step = Step(
         index=len(chain), effect=effect_name, label=effect.label or effect_name, knobs=knobs,
@@ -415,6 +499,9 @@ def _render_step(session, source, rack, chain, probability, previous, reference,
         probability=probability, audio=audio, features=features, metrics=metrics,
         better=improvement(previous, metrics[session.metric], session.metric) > 0,
         seconds=time.perf_counter() - started,
+        model_knobs=knobs if found is None else found.model_knobs,
+        mode="predicted" if found is None else found.mode,
+        renders=1 if found is None else found.renders,
     )
     session.steps.append(step)
     return step
@@ -451,8 +538,11 @@ def suggest(
     to_c4: bool = False,
     preset: str | None = None,
     true_chain: Sequence[str] | None = None,
-    normalise: bool | None = None,
     seed: int = 0,
+    search: bool | None = None,
+    budget_ms: float | None = DEFAULT_BUDGET_MS,
+    top_k: int | None = None,
+    max_renders: int | None = None,
 ) -> Session:
     """Step-by-step instructions from ``input`` toward ``target``.
 
@@ -467,8 +557,15 @@ def suggest(
         (needs ``true_chain``) or any plugin selector.
     tolerance: bad steps on ``metric`` tolerated before stopping.
     to_c4: detect the pitch of input and target and shift both to C4.
-    normalise: bring user audio to one loudness and trim leading silence (default: on
-        for files, off for arrays and presets).
+    search: after the models' guess, search each step within a budget (None: the default,
+        ``core.search.SEARCH_BY_DEFAULT``; False: exactly the plain models' session).
+    budget_ms: wall time per step (None: none, then give ``max_renders``); max_renders:
+        renders per step (deterministic for a seed); top_k: candidate effects per step
+        (None: every unused effect). With search on, effects without a parameter model and
+        racks without a bundle (``bundle`` None) are searched from their knob defaults.
+
+    Files and arrays are treated alike: leading silence trimmed, then the bundle's
+    loudness convention applied to the input, every step and the target.
 
     Returns
     -------
@@ -476,6 +573,7 @@ def suggest(
     """
     from serumrnn.core.registry import get_plugin_manager
 
+    options = search_options(search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders)
     manager = get_plugin_manager()
     the_rack = rack if isinstance(rack, Rack) else manager.rack(rack)
     chosen = manager.selectors.get(selector)
@@ -488,30 +586,53 @@ def suggest(
         source = preset
     else:
         source = prepare_audio(input, role="input", to_c4=to_c4, notes=notes,
-                               normalise=isinstance(input, (str, os.PathLike)) if normalise is None else normalise,
                                sample_rate=the_rack.sample_rate, duration_s=the_rack.duration_s)
     target_audio = prepare_audio(target, role="target", to_c4=to_c4, notes=notes,
-                                 normalise=isinstance(target, (str, os.PathLike)) if normalise is None else normalise,
                                  sample_rate=the_rack.sample_rate, duration_s=the_rack.duration_s)
     if getattr(chosen, "needs_true_chain", False) and true_chain is None:
         raise ParameterError(
             f"The {chosen.name} selector needs the true effect chain of the target; it is for evaluation "
             "and the demo only, use rnn for your own sounds."
         )
-    loaded = resolve_bundle(bundle, the_rack)  # every system needs the parameter models
-    if chosen.model_kind and not loaded.has_selector(chosen.model_kind):
+    loaded = _session_bundle(bundle, the_rack, searching=options is not None)
+    if loaded is None:  # no bundle for this rack: search alone, every unused effect a candidate
+        notes.append(f"No model bundle is shipped for rack {the_rack.name}: search alone finds every step, from "
+                     "each effect's knob defaults and seeded random knobs.")
+        chosen = SEARCH_ONLY if chosen.model_kind else chosen
+    elif chosen.model_kind and not loaded.has_selector(chosen.model_kind):
         raise BundleError(
             f"Bundle '{loaded.path}' has no {chosen.model_kind} selection model; train it with "
             f"`serumrnn train selector --kind {chosen.model_kind}` or choose another selector."
         )
-    missing = [name for name in the_rack.effect_names if not loaded.has_param_model(name)]
-    if missing:
+    missing = [] if loaded is None else [name for name in the_rack.effect_names if not loaded.has_param_model(name)]
+    if missing and options is None:  # the plain models' session needs every parameter model
         raise BundleError(
             f"Bundle '{loaded.path}' has no parameter model for {', '.join(missing)}; train it with "
-            "`serumrnn train params --effect all`."
+            "`serumrnn train params --effect all`, or turn search on."
         )
+    if missing:
+        notes.append(f"Bundle '{loaded.path.name}' has no parameter model for {', '.join(missing)}: search alone "
+                     "finds their knobs.")
     return run_session(source, target_audio, rack=the_rack, bundle=loaded, selector=chosen, metric=metric,
-                       tolerance=tolerance, true_chain=true_chain, seed=seed, notes=notes)
+                       tolerance=tolerance, true_chain=true_chain, seed=seed, notes=notes,
+                       search=False if options is None else options)
+
+
+def _session_bundle(bundle: Any, rack: Rack, *, searching: bool):
+    """The loaded bundle of a session, or None (search alone) when no bundle was named,
+    no shipped bundle is for ``rack`` and search is on."""
+    if bundle is not None or not searching:
+        return resolve_bundle(bundle, rack)
+    import json
+
+    for name in [*DEFAULT_BUNDLES, *shipped_bundles()]:
+        try:
+            meta = json.loads((BUNDLES_DIR / name / "bundle.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("rack") == rack.name:
+            return resolve_bundle(name, rack)
+    return None
 
 
 # -- outputs -------------------------------------------------------------------------------
@@ -569,22 +690,26 @@ def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what
 
 def write_session(
     session: Session, out_dir: str | os.PathLike, *, replace: bool = False,
-    extra_json: Mapping[str, Any] | None = None,
+    extra_json: Mapping[str, Any] | None = None, overview: bool = True,
 ) -> Path:
-    """Write input, every step and the target as WAV, ``session.json`` and
-    ``progression.png`` into ``out_dir``, all or nothing (built in a temporary folder
-    beside it, then renamed). ``replace`` swaps out an existing folder only once the new
-    one is complete; ``extra_json`` adds keys to ``session.json``."""
+    """Write input, every step and the target as WAV, ``session.json``,
+    ``progression.png`` and the listening page ``index.html`` (with a spectrogram PNG
+    per sound) into ``out_dir``, all or nothing (built in a temporary folder beside it,
+    then renamed). ``replace`` swaps out an existing folder only once the new
+    one is complete; ``extra_json`` adds keys to ``session.json``; ``overview=False``
+    leaves out ``progression.png`` (the slowest file; the page shows each spectrogram)."""
     import json
 
+    from serumrnn.core.page import INPUT_STEM, TARGET_STEM, step_stem, write_page
     from serumrnn.core.plots import plot_mels
 
     with staged_output_dir(out_dir, replace=replace, what="the session") as staging:
-        write_wav(staging / "00-input.wav", session.input_audio, session.sample_rate)
+        write_wav(staging / f"{INPUT_STEM}.wav", session.input_audio, session.sample_rate)
         for step in session.steps:
-            write_wav(staging / f"{step.index:02d}-{step.effect}.wav", step.audio, session.sample_rate)
-        write_wav(staging / "99-target.wav", session.target_audio, session.sample_rate)
-        (staging / "session.json").write_text(json.dumps({**session.to_json(), **(extra_json or {})}, indent=2) + "\n")
+            write_wav(staging / f"{step_stem(step.index, step.effect)}.wav", step.audio, session.sample_rate)
+        write_wav(staging / f"{TARGET_STEM}.wav", session.target_audio, session.sample_rate)
+        data = {**session.to_json(), **(extra_json or {})}
+        (staging / "session.json").write_text(json.dumps(data, indent=2) + "\n")
         metric = session.metric
         panels = [(f"input\n{metric.upper()} {session.initial_metrics[metric]:.3g}", session.input_features.db_mel)]
         for step in session.steps:
@@ -592,7 +717,9 @@ def write_session(
             panels.append((f"step {step.index}: {step.label}{mark}\n{metric.upper()} {step.metrics[metric]:.3g}",
                            step.features.db_mel))
         panels.append(("target", session.target_features.db_mel))
-        plot_mels(panels, staging / "progression.png",
-                  suptitle=f"From input to target, one effect per step (selector {session.selector})")
+        if overview:
+            plot_mels(panels, staging / "progression.png",
+                      suptitle=f"From input to target, one effect per step (selector {session.selector})")
+        write_page(session, staging, data)  # index.html and a spectrogram PNG per sound
     return Path(out_dir)
 

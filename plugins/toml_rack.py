@@ -336,6 +336,10 @@ def _fixed_settings(table: Mapping[str, Any], where: str) -> dict[str | int, flo
 class VstEffect(Effect):
     """An effect played by a plugin; knobs drive plugin parameters (see ``KnobMapping``)."""
 
+    # A hosted plugin may keep state between calls (reset = "reuse"), so a session search
+    # re-renders whole chains rather than continuing one from an earlier output.
+    pure = False
+
     def __init__(self, table: Mapping[str, Any], *, roots: Sequence[str], host: str, rack_file: Path):
         self.name = str(table.get("name", ""))
         where = f"Rack file {rack_file}, effect {self.name or '?'}"
@@ -405,22 +409,35 @@ class VstSynth(Synth):
     def render(self, preset: str, *, note: int = 60, velocity: int = 127, duration_s: float = 1.0,
                sample_rate: int = 44100) -> np.ndarray:
         self.preset(preset)
-        path, host = self.plugin.resolve()
         preset_file = self.preset_files[preset]
         if preset_file is not None and not preset_file.is_file():
             raise PluginError(f"Preset file {preset_file} of preset {preset} is missing; reinstall serumrnn.")
+        return self.render_state(preset_file, self.preset_settings[preset], note=note, velocity=velocity,
+                                 duration_s=duration_s, sample_rate=sample_rate)
+
+    def render_state(self, preset_file: Path | None, settings: Mapping[str | int, float] | None = None, *,
+                     note: int = 60, velocity: int = 127, duration_s: float = 1.0,
+                     sample_rate: int = 44100, scale: bool = True) -> np.ndarray:
+        """Play a preset or state file that is not one of the rack's presets (and/or
+        parameter values) exactly as ``render`` plays a preset; float32 ``(n_samples,)``.
+        ``scale=False`` leaves the plugin's own level (``scaled`` applies the rack's)."""
+        path, host = self.plugin.resolve()
         n_samples = round(duration_s * sample_rate)
         with quiet_native_output():
             audio = _host(host, sample_rate).play(
-                path, preset_file, self.preset_settings[preset], note=note, velocity=velocity,
+                path, preset_file, dict(settings or {}), note=note, velocity=velocity,
                 note_s=min(self.note_s, duration_s), duration_s=duration_s,
             )
         audio = np.nan_to_num(np.asarray(audio, dtype=np.float32)[:n_samples])
         audio = np.pad(audio, (0, n_samples - audio.shape[0]))
+        return self.scaled(audio, velocity) if scale else audio.astype(np.float32)
+
+    def scaled(self, audio: np.ndarray, velocity: int = 127) -> np.ndarray:
+        """``audio`` scaled to the rack's peak at ``velocity``, as every render of this synth."""
         peak = float(np.max(np.abs(audio))) if audio.size else 0.0
         if peak > 0:
             audio = audio * np.float32(self.peak * velocity / 127 / peak)
-        return audio.astype(np.float32)
+        return np.asarray(audio, dtype=np.float32)
 
 
 class RackFile:

@@ -418,6 +418,11 @@ class BuiltinSynth(Synth):
     def __init__(self) -> None:
         self._patches = {preset.name: patch for preset, patch in _PATCHES}
 
+    def generated_presets(self, family: str, first_seed: int, count: int) -> tuple[str, ...]:
+        if family != varied.GROUP:
+            return super().generated_presets(family, first_seed, count)
+        return varied.varied_names(first_seed, count)
+
     def preset(self, name: str) -> Preset:
         if varied.is_varied(name):
             return varied.VariedPatch(varied.varied_seed(name)).preset(name)

@@ -18,7 +18,9 @@ def test_listing_commands_json():
     plugins = json.loads(invoke("plugins", "--json").stdout)
     assert plugins["serumrnn.plugins.builtin"]["synth"] == ["builtin"]
     presets = json.loads(invoke("presets", "--json").stdout)
-    assert len(presets) == 12 and {p["group"] for p in presets} == {"basic", "advanced", "modulating"}
+    listed = [p for p in presets if not p["generated"]]
+    assert len(listed) == 12 and {p["group"] for p in listed} == {"basic", "advanced", "modulating"}
+    assert [(p["group"], p["preset"]) for p in presets if p["generated"]] == [("varied", "varied-<seed>")]
     effects = json.loads(invoke("effects", "--json").stdout)
     assert [e["name"] for e in effects] == ["compressor", "distortion", "eq", "phaser", "reverb"]
     racks = json.loads(invoke("racks", "--json").stdout)

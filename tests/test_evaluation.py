@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 
 from serumrnn.cli.app import app
 from serumrnn.core.evaluation import (
-    CHAIN_LENGTHS, EXACT, FILES, MAX_TOLERANCE, NEEDED, SYSTEMS, EvaluationOptions, _selector_step_picks, evaluate, plan_session_pairs, session_outcome,
+    CHAIN_LENGTHS, EXACT, FILES, KEEP_RULES, MAX_TOLERANCE, NEEDED, SYSTEMS, EvaluationOptions, _parameter_chunk,
+    _selector_step_picks, _task_runner, evaluate, plan_session_pairs, rival_lines, session_outcome,
 )
 from serumrnn.core.metrics import METRICS
 
@@ -33,6 +34,7 @@ def _figures(result) -> dict:
     data = result.to_json()
     data.pop("meta")
     data.pop("latency")
+    data["table4"] = [{key: value for key, value in row.items() if key != "ms_per_step"} for row in data["table4"]]
     return data
 
 
@@ -40,7 +42,7 @@ def test_table_shapes(result):
     assert [(row["effect"], row["metric"]) for row in result.parameter_models] == [
         (effect, metric.upper()) for effect in ("compressor", "distortion", "eq", "phaser", "reverb") for metric in METRICS]
     assert all(row["pairs"] == 4 and np.isfinite(row["input"]) and np.isfinite(row["output"])
-               for row in result.parameter_models)
+               and np.isfinite(row["output_in_place"]) for row in result.parameter_models)
     assert all(row["paper_delta_pct"] is not None for row in result.parameter_models)  # Adv. Mod. figures beside
 
     ours = [(row["system"], row["measure"]) for row in result.selection if row["source"] == "ours"]
@@ -49,20 +51,24 @@ def test_table_shapes(result):
     assert {row["system"] for row in result.selection if row["source"].startswith("paper")} == {"rnn", "ni", "cnn"}
     assert {f"step_{n}" for n in CHAIN_LENGTHS} | {"all", "n"} <= set(result.selection[0])
 
-    assert [row["system"] for row in result.systems if row["source"] == "ours"] == list(SYSTEMS)
-    assert [row["system"] for row in result.systems if row["source"] != "ours"] == list(SYSTEMS)
+    assert [(row["system"], row["kept"]) for row in result.systems if row["source"] == "ours"] == [
+        (system, keep) for keep in KEEP_RULES for system in SYSTEMS]
+    assert [(row["system"], row["kept"]) for row in result.systems if row["source"] != "ours"] == [
+        (system, "last") for system in SYSTEMS]  # the paper keeps the last step
     assert all(set(METRICS) <= set(row) for row in result.systems)
 
     for system in ("rnn", "random"):
         rows = result.progress[system]
-        assert [row["metric"] for row in rows if row["source"] == "ours"] == [m.upper() for m in METRICS] + ["sessions"]
+        assert [(row["kept"], row["metric"]) for row in rows if row["source"] == "ours"] == [
+            (keep, m.upper()) for keep in KEEP_RULES for m in METRICS] + [("", "sessions")]
         assert any(row["source"].startswith("paper") for row in rows)
-        ours = {row["metric"]: row for row in rows if row["source"] == "ours"}
-        assert ours["MSSMAE"]["delta"] == pytest.approx(ours["MSSMAE"]["final"] - ours["MSSMAE"]["initial"])
-        assert ours["sessions"]["step_1"] == result.meta["session_pairs"]
+        for keep in KEEP_RULES:
+            ours = {row["metric"]: row for row in rows if row["source"] == "ours" and row["kept"] in (keep, "")}
+            assert ours["MSSMAE"]["delta"] == pytest.approx(ours["MSSMAE"]["final"] - ours["MSSMAE"]["initial"])
+            assert ours["sessions"]["step_1"] == result.meta["session_pairs"]
 
-    assert [(row["system"], row["tolerance"]) for row in result.tolerance_curve] == [
-        (system, t) for system in SYSTEMS for t in range(MAX_TOLERANCE + 1)]
+    assert [(row["system"], row["kept"], row["tolerance"]) for row in result.tolerance_curve] == [
+        (system, keep, t) for system in SYSTEMS for keep in KEEP_RULES for t in range(MAX_TOLERANCE + 1)]
     assert [row["system"] for row in result.latency] == list(SYSTEMS)
     assert all(0 < row["step_median_ms"] <= row["step_p95_ms"] and row["session_median_ms"] > 0
                for row in result.latency)
@@ -85,9 +91,9 @@ def test_oracle_selects_the_hidden_chain(result):
     rows = {(row["system"], row["measure"]): row for row in result.selection if row["source"] == "ours"}
     assert rows[("oracle", NEEDED)]["all"] == rows[("oracle", EXACT)]["all"] == 1.0
     assert rows[("oracle", NEEDED)]["n"] > 50
-    for pair in result.sessions:
+    for pair in result.sessions:  # the full trajectory is the hidden chain; the stopping rule may cut it
         assert pair["systems"]["oracle"]["effects"] == pair["hidden"]
-        assert pair["systems"]["oracle"]["applied"] == len(pair["hidden"])
+        assert pair["systems"]["oracle"]["applied"] <= len(pair["hidden"])
 
 
 def test_random_selection_is_at_chance(tiny_dataset, manager):
@@ -129,18 +135,99 @@ def test_post_hoc_stopping_matches_a_real_session(result, tiny_dataset, tiny_bun
     reader = DatasetReader(tiny_dataset)
     pair = max(result.sessions, key=lambda p: len(p["hidden"]))
     chain = next(c for c in reader.chains if c["chain_id"] == pair["chain_id"])
-    target = rack.render(chain["preset"], [(name, chain["knobs"][name]) for name in chain["order"]])
     bundle = ModelBundle.load(tiny_bundle, rack=rack)
+    # the chain on the levelled source, as the dataset's renders
+    target = rack.render(chain["preset"], [(name, chain["knobs"][name]) for name in chain["order"]],
+                         loudness=bundle.loudness)
     selector = manager.selectors.get("rnn")
-    full = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=5)
+    # the rnn system is the paper's: no search stage
+    full = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=5, search=False)
+    assert [step.effect for step in full.steps] == pair["systems"]["rnn"]["effects"]
     record = {"initial": [full.initial_metrics[m] for m in METRICS],
               "steps": [[step.metrics[m] for m in METRICS] for step in full.steps]}
     for tolerance in (0, 1):
-        session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance)
-        applied, kept = session_outcome(record, "rnn", "mssmae", tolerance)
+        session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance,
+                              search=False)
+        applied, kept = session_outcome(record, "mssmae", tolerance)
         assert applied == len(session.steps)
         assert kept == session.best_index
         assert [step.effect for step in session.steps] == pair["systems"]["rnn"]["effects"][:applied]
+
+
+def test_every_system_stops_and_keeps_by_the_same_rules(result):
+    """No system ends by itself any more: a trajectory is cut by the stopping rule and
+    its final step chosen by the keep rule, whoever made it."""
+    index = METRICS.index("mssmae")
+    steps = [[0.0] * len(METRICS) for _ in range(4)]
+    for step, value in enumerate([50.0, 60.0, 70.0, 10.0]):  # better, worse, worse (stop), better
+        steps[step][index] = value
+    record = {"initial": [0.0] * index + [80.0] + [0.0] * (len(METRICS) - index - 1), "steps": steps}
+    assert session_outcome(record, "mssmae", 1, "best") == (3, 1)
+    assert session_outcome(record, "mssmae", 1, "last") == (3, 3)
+    assert session_outcome(record, "mssmae", 2, "best") == (4, 4)
+    with pytest.raises(ValueError, match="keep rule"):
+        session_outcome(record, "mssmae", 1, "first")
+
+    rows = {(row["system"], row["kept"]): row for row in result.systems if row["source"] == "ours"}
+    curve = {(row["system"], row["kept"], row["tolerance"]): row["mssmae"] for row in result.tolerance_curve}
+    for system in SYSTEMS:
+        # the best step applied is never further from the target than the last one
+        assert rows[(system, "best")]["mssmae"] <= rows[(system, "last")]["mssmae"] + 1e-9
+        # with keep-best more tolerance never does worse (with keep-last it can)
+        best = [curve[(system, "best", t)] for t in range(MAX_TOLERANCE + 1)]
+        assert all(later <= earlier + 1e-9 for earlier, later in zip(best, best[1:])), system
+    for pair in result.sessions:
+        for system, outcome in pair["systems"].items():
+            assert 0 <= outcome["kept"] <= outcome["applied"] <= len(outcome["effects"]), system
+
+
+def test_table2_appends_the_effect_where_a_session_would(tiny_dataset, tiny_bundle, rack):
+    """Output = the sub-chain, then the effect with its predicted knobs; in place = the
+    effect at its place in the hidden order. Here they differ (distortion before or after
+    reverb), and the output is exactly what the session's chain renders."""
+    from serumrnn.core.bundle import ModelBundle
+    from serumrnn.core.features import LibrosaFeatureExtractor
+    from serumrnn.core.metrics import MetricReference
+
+    bundle = ModelBundle.load(tiny_bundle, rack=rack)
+    chain = {"chain_id": "t", "preset": "saw", "order": ["distortion", "reverb"],
+             "knobs": {"distortion": {"drive": 0.9, "mode": 0.3}, "reverb": {"mix": 0.7}}}
+    with _task_runner(bundle, rack, "mssmae", 1):
+        [(before, after, in_place)] = _parameter_chunk({"effect": "distortion", "items": [(chain, ["reverb"])]})
+    extractor = LibrosaFeatureExtractor()
+    target = rack.render("saw", [("distortion", chain["knobs"]["distortion"]), ("reverb", chain["knobs"]["reverb"])],
+                         loudness=bundle.loudness)
+    dry_reverb = rack.render("saw", [("reverb", chain["knobs"]["reverb"])], loudness=bundle.loudness)
+    knobs = bundle.predict_knobs("distortion", extractor.extract(dry_reverb, rack.sample_rate),
+                                  extractor.extract(target, rack.sample_rate))
+    session_chain = rack.render("saw", [("reverb", chain["knobs"]["reverb"]), ("distortion", knobs)],
+                                loudness=bundle.loudness)
+    expected = MetricReference(target, extractor.extract(target, rack.sample_rate)).compare(
+        session_chain, extractor.extract(session_chain, rack.sample_rate))
+    np.testing.assert_allclose(after, [expected[m] for m in METRICS], rtol=1e-3, atol=1e-6)
+    assert not np.allclose(after, in_place)
+
+
+def test_rival_lines_are_computed_from_the_numbers(result):
+    def row(system, keep, mssmae, pcc):
+        return {"source": "ours", "system": system, "kept": keep,
+                **{m: 1.0 for m in METRICS}, "mssmae": mssmae, "pcc": pcc}
+
+    rows = [row("rnn", "best", -30.0, 5.0), row("ni", "best", -31.0, 4.0), row("cnn", "best", -20.0, 6.0),
+            row("rnn", "last", -30.0, 5.0), row("ni", "last", -29.0, 5.0), row("cnn", "last", -20.0, 5.0),
+            {"source": "paper (x)", "system": "ni", "kept": "last", **{m: -99.0 for m in METRICS}}]
+    selection = [{"source": "ours", "system": "rnn", "measure": NEEDED, "all": 0.9},
+                 {"source": "ours", "system": "ni", "measure": NEEDED, "all": 0.95}]
+    lines = rival_lines(rows, selection)
+    assert lines[0] == "SerumRNN NI beats SerumRNN on 1 of 6 metrics (kept best): MSSMAE (-31.00 against -30.00)."
+    assert lines[1] == "SerumRNN NI beats SerumRNN on 0 of 6 metrics (kept last)."
+    assert lines[2] == "SerumCNN beats SerumRNN on 1 of 6 metrics (kept best): PCC (6.00 against 5.00)."
+    assert lines[4].startswith("SerumRNN NI picks an effect the target still needs more often than SerumRNN")
+
+    markdown = result.to_markdown()
+    assert "### Where other systems beat SerumRNN" in markdown
+    for line in rival_lines(result.systems, result.selection):
+        assert f"- {line}" in markdown
 
 
 def test_figures_do_not_depend_on_workers(result, tiny_dataset, tiny_bundle):
@@ -161,7 +248,7 @@ def test_cli_writes_every_table_and_json(tiny_dataset, tiny_bundle, tmp_path):
     for heading in ("Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 4", "Latency"):
         assert f"### {heading}" in markdown
     header = (out / FILES["table4"]).read_text().splitlines()[0].split(",")
-    assert header == ["source", "system", *METRICS, "pairs"]
+    assert header[:3 + len(METRICS) + 1] == ["source", "system", "kept", *METRICS, "pairs"]
     assert (out / FILES["figure"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import multiprocessing
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ci_needs import require
 from serumrnn.cli.app import app
 from serumrnn.core import PluginError, get_plugin_manager, reset_plugin_manager
 from serumrnn.plugins import toml_rack
@@ -156,11 +156,7 @@ def test_racks_plugin_path_option_refuses_a_missing_folder(tmp_path):
 # -- the linux-vst rack on the real plugins -------------------------------------------
 def require_plugins(available: bool, reason: str) -> None:
     """Skip without the plugins on a user's machine; fail under CI, which must have them."""
-    if not available:
-        message = f"linux-vst plugins are not installed here ({reason}); `make test` installs them as root"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require(available, f"linux-vst plugins are not installed here ({reason}); `make test` installs them as root")
 
 
 def test_missing_plugins_fail_under_ci_and_skip_elsewhere(monkeypatch):

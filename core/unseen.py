@@ -1,0 +1,577 @@
+"""Evaluation on sounds the models never heard, beside the in-domain tables of
+``core.evaluation`` (``serumrnn evaluate --unseen``; docs/RESULTS.md, "Unseen sounds").
+
+Three case sets; a case is an input sound, a target sound and what made the target, and
+a set is the same list of cases for the same seed:
+
+- ``varied``: held-out generated patches of the built-in synth (``varied-<seed>``, seeds
+  from ``HELD_OUT_FIRST_SEED``; training data uses lower seeds), each through a random
+  chain of built-in effects, so the built-in rack can reach the target exactly.
+- ``zynaddsubfx``: instruments from ZynAddSubFX's banks (a synth no one here designed;
+  not the linux-vst rack's four presets), played by the linux-vst rack's synth
+  (``plugins/zyn_banks.py``), through a random chain of built-in effects.
+- ``vst-effects``: built-in presets and held-out generated patches through a random chain
+  of the linux-vst rack's real effects (LSP, Zyn, Dragonfly): targets made by other
+  implementations of the effects, which the built-in rack can only approximate.
+
+A chain has 1-5 effects (the length cycles over the cases), in random order, with knobs
+drawn as for training data (``sample_knobs``). Sources have their leading silence
+trimmed first, as ``suggest`` trims an input, so the input the session hears is the one
+the target was made from. Targets are made under the bundle's loudness convention.
+
+Every system runs each case as a user does: input and target written as WAV files and
+given to ``suggest``, run to the end once; the stopping rule and both keep rules of
+``core.evaluation`` are applied afterwards, giving rows in the shapes of its Tables 4
+and 5, plus how much closer to the target each system brings a sound on MSSMAE.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from serumrnn.core.dataset import GENERATED_FAMILY
+from serumrnn.core.errors import ParameterError, PluginError
+from serumrnn.core.evaluation import (
+    KEEP_RULES, MAX_TOLERANCE, SYSTEM_LABELS, _csv_text, chain_seed, _final, _machine, _markdown_table, _progress_bars,
+    progress_markdown, progress_rows, rival_lines, session_outcome, session_record, stopping_text,
+    system_rows, systems_markdown,
+)
+from serumrnn.core.loudness import NONE as NO_LEVELLING, LoudnessConvention
+from serumrnn.core.metrics import METRICS, improvement
+from serumrnn.core.params import sample_knobs
+from serumrnn.core.rack import Rack
+
+RACK = "builtin"  # the rack every session runs on
+VST_RACK = "linux-vst"
+# Generated patches from this seed up are never in training data (training uses lower seeds).
+HELD_OUT_FIRST_SEED = 100_000
+MAX_INSTRUMENTS = 24
+# A raw ZynAddSubFX render quieter than this (-60 dBFS) does not sound at C4.
+INSTRUMENT_SILENT_PEAK = 1e-3
+INSTRUMENT_TRIES = 4
+CLOSER_METRIC = "mssmae"
+FILES = {
+    "markdown": "results.md", "json": "summary.json", "table4": "unseen_table4_systems.csv",
+    "table5": "unseen_table5_progress.csv", "closer": "unseen_closer.csv", "cases": "unseen_cases.csv",
+}
+
+# Systems: name -> (registered selector, extra ``suggest`` keyword arguments).
+BASE_SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
+    name: (name, {}) for name in ("rnn", "ni", "cnn", "cnn-1s", "random", "oracle")
+}
+# Run only when asked for by name: their figures depend on the machine's speed (a time budget).
+SEARCH_SYSTEMS = ("rnn+search", "random+search", "search")
+
+
+def system_table() -> dict[str, tuple[str, dict[str, Any]]]:
+    """Every system by name: ``(selector, extra suggest kwargs)``. With a search stage in
+    ``suggest`` (a ``search`` keyword) the paper's systems turn it off, since it is on by
+    default there, and ``rnn+search`` and ``random+search`` are added; ``search`` (no
+    model: every unused effect a candidate, knobs from defaults) when ``suggest`` can also
+    leave the parameter models out (a ``use_models`` keyword)."""
+    parameters = inspect.signature(_suggest()).parameters
+    if "search" not in parameters:
+        return dict(BASE_SYSTEMS)
+    table = {name: (selector, {**extra, "search": False}) for name, (selector, extra) in BASE_SYSTEMS.items()}
+    table["rnn+search"] = ("rnn", {"search": True})
+    table["random+search"] = ("random", {"search": True})
+    if "use_models" in parameters:
+        table["search"] = ("random", {"search": True, "use_models": False})
+    return table
+
+
+def _suggest() -> Callable[..., Any]:
+    # looked up at call time: the session module is where the search stage lands
+    from serumrnn.core import session
+
+    return session.suggest
+
+
+# -- cases ------------------------------------------------------------------------------
+@attrs.frozen(eq=False)
+class UnseenCase:
+    """One input and target. ``meta``: ``set``, ``source`` (what played the input),
+    ``chain`` (``[[effect, knobs], ...]`` that made the target, in order), ``target_rack``,
+    ``target_trimmed_samples`` (leading samples ``suggest`` trims off the target)."""
+
+    case_id: str
+    input_audio: np.ndarray = attrs.field(repr=False)
+    target_audio: np.ndarray = attrs.field(repr=False)
+    meta: dict
+
+    @property
+    def true_chain(self) -> list[str]:
+        return [name for name, _ in self.meta["chain"]]
+
+
+@attrs.frozen
+class CaseSet:
+    """``build(count, seed, rack, loudness, workers) -> cases``; ``check()`` raises one
+    sentence when what the set needs beyond the built-in rack is missing."""
+
+    name: str
+    description: str
+    build: Callable[..., list[UnseenCase]]
+    check: Callable[[], None] = lambda: None
+
+
+def _case_rng(seed: int, set_name: str, index: int) -> np.random.Generator:
+    """Case ``index``'s own generator: a case does not depend on how many are drawn."""
+    return np.random.default_rng([seed, zlib.crc32(set_name.encode()), index])
+
+
+def _chain_length(index: int) -> int:
+    return 1 + index % 5
+
+
+def _held_out_patch(rng: np.random.Generator, rack: Rack) -> str:
+    seed = HELD_OUT_FIRST_SEED + int(rng.integers(0, 2**31 - 1 - HELD_OUT_FIRST_SEED))
+    return rack.synth.generated_presets(GENERATED_FAMILY, seed, 1)[0]
+
+
+def _random_chain(rng: np.random.Generator, rack: Rack, length: int) -> list[tuple[str, dict[str, float]]]:
+    names = [rack.effect_names[int(i)] for i in rng.permutation(len(rack.effect_names))[:length]]
+    return [(name, sample_knobs(rack.effect(name).params, rng)) for name in names]
+
+
+def _as_source(audio: np.ndarray, rack: Rack) -> np.ndarray:
+    """What ``suggest`` makes of ``audio`` as an input: leading silence trimmed, fitted to
+    the rack's length (a second trim then changes nothing)."""
+    from serumrnn.core.audio import fit_length
+    from serumrnn.core.session import trim_leading_silence
+
+    trimmed = trim_leading_silence(np.asarray(audio, dtype=np.float32))
+    return fit_length(trimmed, int(round(rack.duration_s * rack.sample_rate))).astype(np.float32)
+
+
+def _case(set_name: str, index: int, source: str, audio: np.ndarray, chain, target_rack: Rack, rack: Rack,
+          loudness: LoudnessConvention) -> UnseenCase:
+    from serumrnn.core.session import trim_leading_silence
+
+    input_audio = _as_source(audio, rack)
+    target = target_rack.render(input_audio, chain, loudness=loudness)
+    return UnseenCase(
+        case_id=f"{set_name}-{index:03d}", input_audio=input_audio, target_audio=target,
+        meta={"set": set_name, "source": source, "chain": [[name, dict(knobs)] for name, knobs in chain],
+              "target_rack": target_rack.name,
+              "target_trimmed_samples": int(target.shape[0] - trim_leading_silence(target).shape[0])},
+    )
+
+
+def _varied_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
+    cases = []
+    for index in range(count):
+        rng = _case_rng(seed, "varied", index)
+        patch = _held_out_patch(rng, rack)
+        cases.append(_case("varied", index, patch, rack.dry(patch), _random_chain(rng, rack, _chain_length(index)),
+                           rack, rack, loudness))
+    return cases
+
+
+def _vst_rack(set_name: str) -> Rack:
+    """The linux-vst rack; one sentence when its plugins or host are missing."""
+    from serumrnn.core.registry import get_plugin_manager
+
+    manager = get_plugin_manager()
+    available, reason = manager.racks.get(VST_RACK).availability()
+    if not available:
+        raise PluginError(f"The unseen set {set_name} needs the {VST_RACK} rack, which is not available here: "
+                          f"{reason.rstrip('.')}.")
+    return manager.rack(VST_RACK)
+
+
+def _check_vst_effects() -> None:
+    _vst_rack("vst-effects")
+
+
+def _check_zynaddsubfx() -> None:
+    from serumrnn.plugins.zyn_banks import bank_instruments
+
+    _vst_rack("zynaddsubfx")
+    bank_instruments()
+
+
+def pick_instruments(seed: int, count: int, *, workers: int = 1) -> list[tuple[str, np.ndarray]]:
+    """``count`` bank instruments that sound at C4, as ``(bank/name, raw audio)``: one
+    bank per instrument in a seeded order of the banks (so they spread over banks), a
+    seeded instrument within it, the next one of that bank when it is silent, and an
+    instrument of the following banks when a bank stays silent."""
+    from serumrnn.plugins.zyn_banks import bank_instruments, render_instruments
+
+    banks = bank_instruments()
+    names = list(banks)
+    order = np.random.default_rng([seed, zlib.crc32(b"zynaddsubfx")]).permutation(len(names))
+    slots = [names[int(order[slot % len(names)])] for slot in range(count)]
+    candidates = []
+    for slot, bank in enumerate(slots):
+        sharing = [other for other in range(count) if slots[other] == bank]
+        shuffled = np.random.default_rng([seed, zlib.crc32(bank.encode())]).permutation(len(banks[bank]))
+        candidates.append([banks[bank][int(i)] for i in shuffled[sharing.index(slot)::len(sharing)]])
+    chosen: list[tuple[str, np.ndarray] | None] = [None] * count
+    for attempt in range(INSTRUMENT_TRIES):
+        waiting = [slot for slot in range(count) if chosen[slot] is None and attempt < len(candidates[slot])]
+        renders = render_instruments([candidates[slot][attempt] for slot in waiting], workers=workers)
+        for slot, audio in zip(waiting, renders):
+            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
+                xiz = candidates[slot][attempt]
+                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
+    # A bank that stays silent at C4 (drum kits, effects) gives its slot to the next banks
+    # in the seeded order, one instrument each, until one sounds.
+    taken = {name for name, _ in filter(None, chosen)}
+    for slot in [slot for slot in range(count) if chosen[slot] is None]:
+        start = list(order).index(names.index(slots[slot]))
+        for step in range(1, len(names)):
+            bank = names[int(order[(start + step) % len(names)])]
+            pick = np.random.default_rng([seed, zlib.crc32(bank.encode()), slot]).permutation(len(banks[bank]))[0]
+            xiz = banks[bank][int(pick)]
+            if f"{xiz.parent.name}/{xiz.stem}" in taken:
+                continue
+            audio = render_instruments([xiz], workers=1)[0]
+            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
+                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
+                taken.add(chosen[slot][0])
+                break
+    silent = [slots[slot] for slot in range(count) if chosen[slot] is None]
+    if silent:
+        raise PluginError(f"No instrument of ZynAddSubFX bank {silent[0]} sounded at C4 in {INSTRUMENT_TRIES} tries; "
+                          "try another --seed.")
+    return chosen  # type: ignore[return-value]
+
+
+def _zynaddsubfx_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
+    synth = _vst_rack("zynaddsubfx").synth
+    instruments = pick_instruments(seed, min(count, MAX_INSTRUMENTS), workers=workers)
+    cases = []
+    for index in range(count):
+        name, raw = instruments[index % len(instruments)]
+        rng = _case_rng(seed, "zynaddsubfx", index)
+        cases.append(_case("zynaddsubfx", index, name, synth.scaled(raw),
+                           _random_chain(rng, rack, _chain_length(index)), rack, rack, loudness))
+    return cases
+
+
+def _vst_effect_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
+    vst = _vst_rack("vst-effects")
+    foreign = [name for name in vst.effect_names if name not in rack.effect_names]
+    if foreign:
+        raise PluginError(f"The {VST_RACK} rack has effect {foreign[0]}, which the {rack.name} rack lacks; "
+                          "the vst-effects set needs the same effect names.")
+    presets = [preset.name for preset in rack.synth.presets]
+    cases = []
+    for index in range(count):
+        rng = _case_rng(seed, "vst-effects", index)
+        # alternate the rack's presets (heard in training) and held-out patches
+        source = presets[int(rng.integers(len(presets)))] if index % 2 == 0 else _held_out_patch(rng, rack)
+        cases.append(_case("vst-effects", index, source, rack.dry(source),
+                           _random_chain(rng, vst, _chain_length(index)), vst, rack, loudness))
+    return cases
+
+
+CASE_SETS: dict[str, CaseSet] = {case_set.name: case_set for case_set in (
+    CaseSet("varied", "held-out generated patches of the built-in synth, built-in effects", _varied_cases),
+    CaseSet("zynaddsubfx", "ZynAddSubFX bank instruments (linux-vst rack's synth), built-in effects",
+            _zynaddsubfx_cases, _check_zynaddsubfx),
+    CaseSet("vst-effects", "built-in presets and held-out patches, the linux-vst rack's real effects",
+            _vst_effect_cases, _check_vst_effects),
+)}
+
+
+def case_set(name: str) -> CaseSet:
+    try:
+        return CASE_SETS[name]
+    except KeyError:
+        raise ParameterError(f"Unknown unseen set {name!r}; choose from {', '.join(CASE_SETS)}.") from None
+
+
+def build_cases(set_name: str, count: int, seed: int = 0, *, rack: Rack | None = None,
+                loudness: LoudnessConvention = NO_LEVELLING, workers: int = 1) -> list[UnseenCase]:
+    """The first ``count`` cases of set ``set_name`` for ``seed`` (targets made under
+    ``loudness``, the convention of the bundle that will hear them)."""
+    from serumrnn.core.registry import get_plugin_manager
+
+    chosen = case_set(set_name)
+    if count < 1:
+        raise ParameterError(f"--cases is {count}; give 1 or more cases per set.")
+    chosen.check()
+    return chosen.build(count, seed, rack or get_plugin_manager().rack(RACK), loudness, workers)
+
+
+# -- running and tables -------------------------------------------------------------------
+@attrs.frozen
+class UnseenOptions:
+    """sets: case set names; cases: per set; systems: names of ``system_table`` (None:
+    every one the bundle can run, the search systems only with ``search``);
+    search_budget_ms: the search systems' time per step (None: ``suggest``'s default);
+    tolerance and metric: the stopping rule; workers: processes for the ZynAddSubFX renders."""
+
+    sets: tuple[str, ...] = tuple(CASE_SETS)
+    cases: int = 12
+    seed: int = 0
+    systems: tuple[str, ...] | None = None
+    metric: str = "mssmae"
+    tolerance: int = 1
+    workers: int = 1
+    progress: bool = True
+    search: bool = False
+    search_budget_ms: float | None = None
+
+    def check(self) -> None:
+        for name in self.sets:
+            case_set(name)
+        if not self.sets:
+            raise ParameterError(f"--unseen names no set; choose from {', '.join(CASE_SETS)}.")
+        if self.cases < 1:
+            raise ParameterError(f"--cases is {self.cases}; give 1 or more cases per set.")
+        if self.metric not in METRICS:
+            raise ParameterError(f"Unknown metric {self.metric!r}; choose one of {', '.join(METRICS)}.")
+        if not 0 <= self.tolerance <= MAX_TOLERANCE:
+            raise ParameterError(f"Tolerance is {self.tolerance}; give 0 to {MAX_TOLERANCE} bad steps.")
+        if self.workers < 1:
+            raise ParameterError(f"--workers is {self.workers}; give 1 or more worker processes.")
+
+
+def choose_systems(asked: Sequence[str] | None, table: Mapping[str, tuple[str, dict]], bundle, *,
+                   search: bool = False) -> list[str]:
+    """The systems to run: those asked for (one sentence for an unknown one or one whose
+    model the bundle lacks), else every system of ``table`` the bundle can run, the
+    search systems only with ``search``."""
+    from serumrnn.core.registry import get_plugin_manager
+
+    selectors = get_plugin_manager().selectors
+
+    def runnable(name: str) -> bool:
+        kind = selectors.get(table[name][0]).model_kind
+        return not kind or bundle.has_selector(kind)
+
+    if search and not any(name in table for name in SEARCH_SYSTEMS):
+        raise ParameterError("This version's suggest has no search stage; leave out --search.")
+    if asked is None:
+        return [name for name in table if (search or name not in SEARCH_SYSTEMS) and runnable(name)]
+    for name in asked:
+        if name not in table:
+            raise ParameterError(f"Unknown system {name!r}; choose from {', '.join(table)}.")
+        if not runnable(name):
+            raise ParameterError(f"Bundle '{bundle.path}' has no {selectors.get(table[name][0]).model_kind} "
+                                 f"selection model, which system {name} needs; leave it out of --systems.")
+    return list(dict.fromkeys(asked))
+
+
+def closer_rows(pairs: Sequence[Mapping], systems: Sequence[str], tolerance: int, metric: str) -> list[dict]:
+    """Per keep rule and system: the mean and median over cases of how much closer (in %
+    of the input's distance) the final sound is on MSSMAE, and the share of cases it got
+    closer. The mean of ratios swings with a few cases that start close and end far; the
+    median does not."""
+    index = METRICS.index(CLOSER_METRIC)
+    rows = []
+    for keep in KEEP_RULES:
+        for system in systems:
+            closer = []
+            for pair in pairs:
+                record = pair["systems"][system]
+                before = record["initial"][index]
+                after = _final(record, session_outcome(record, metric, tolerance, keep)[1])[index]
+                closer.append(100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0)
+            rows.append({"system": system, "kept": keep, "closer_pct": float(np.mean(closer)),
+                         "closer_median_pct": float(np.median(closer)),
+                         "closer_share": float(np.mean(np.asarray(closer) > 0)), "cases": len(closer)})
+    return rows
+
+
+def case_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
+    """A case's source, true chain and, per system, its effects, steps applied, best step
+    and every metric before and after each step."""
+    systems = {}
+    for system, record in pair["systems"].items():
+        applied, best = session_outcome(record, metric, tolerance)
+        systems[system] = {"effects": record["effects"], "applied": applied, "best": best,
+                           "initial": dict(zip(METRICS, record["initial"])),
+                           "steps": [dict(zip(METRICS, step)) for step in record["steps"]]}
+    return {"case_id": pair["chain_id"], **pair["meta"], "systems": systems}
+
+
+@attrs.define
+class UnseenResult:
+    """Rows of every set (each row names its ``set``): ``systems`` (Table 4 shape),
+    ``progress`` (Table 5 shape, every system), ``closer`` (% closer on MSSMAE), and
+    ``cases`` (one summary per case)."""
+
+    meta: dict
+    systems: list[dict]
+    progress: list[dict]
+    closer: list[dict]
+    cases: list[dict]
+
+    def tables(self) -> dict[str, list[dict]]:
+        flat_cases = [{"set": case["set"], "case_id": case["case_id"], "source": case["source"],
+                       "chain": " > ".join(name for name, _ in case["chain"]),
+                       "target_trimmed_samples": case["target_trimmed_samples"],
+                       **{f"{system}_effects": " > ".join(info["effects"][:info["applied"]])
+                          for system, info in case["systems"].items()}}
+                      for case in self.cases]
+        return {"table4": self.systems, "table5": self.progress, "closer": self.closer, "cases": flat_cases}
+
+    def to_json(self) -> dict:
+        return {"meta": self.meta, "table4": self.systems, "table5": self.progress, "closer": self.closer,
+                "cases": self.cases}
+
+    def to_markdown(self) -> str:
+        meta = self.meta
+        sets = meta["sets"]
+        parts = [
+            f"## Unseen sounds: bundle `{meta['bundle_name']}` (loudness {meta['loudness']})",
+            "",
+            f"{meta['cases_per_set']} cases per set, seed {meta['seed']}; command: `{meta['command']}`; "
+            f"{meta['machine']}, {meta['seconds']:.0f} s. Each system ran every case as a user does: input and "
+            "target written as WAV files and given to `suggest` (rack builtin). Chain lengths cycle 1-5. "
+            "MSE, MAE, PCC and MSSMAE are x 100; lower is closer except PCC. "
+            + stopping_text(meta["tolerance"], meta["metric"]),
+            "",
+            f"### How much closer on {CLOSER_METRIC.upper()}",
+            "",
+            f"How much closer the final sound is than the input on {CLOSER_METRIC.upper()}, in % of the input's "
+            "distance: the mean over cases / the median (in brackets: the share of cases that got closer). A few "
+            "cases that start close and end far pull the mean down; the median is the typical case.",
+            "",
+            _markdown_table(self._overview_rows(sets), [("system", "system"), ("kept", "kept"),
+                                                        *((name, name) for name in sets)]),
+        ]
+        for name in sets:
+            systems = [row for row in self.systems if row["set"] == name]
+            parts += [
+                "",
+                f"### Set `{name}`: {CASE_SETS[name].description}",
+                "",
+                "Cases: " + "; ".join(f"{case['case_id'].rsplit('-', 1)[1]} {case['source']} "
+                                      f"({' > '.join(effect for effect, _ in case['chain'])})"
+                                      for case in self.cases if case["set"] == name) + ".",
+                "",
+                "Table 4 shape: mean error Δ against the target (final - initial).",
+                "",
+                systems_markdown(systems),
+                "",
+                *(f"- {line}" for line in rival_lines(systems)),
+            ]
+            for system in meta["systems"]:
+                rows = [row for row in self.progress if row["set"] == name and row["system"] == system]
+                parts += ["", f"#### {SYSTEM_LABELS.get(system, system)} on `{name}`, step by step (Table 5 shape)", "",
+                          progress_markdown(rows)]
+        if meta.get("notes"):
+            parts += ["", "Notes:", "", *(f"- {note}" for note in meta["notes"])]
+        return "\n".join(parts) + "\n"
+
+    def _overview_rows(self, sets: Sequence[str]) -> list[dict]:
+        cells = {(row["set"], row["system"], row["kept"]): row for row in self.closer}
+        rows = []
+        for keep in KEEP_RULES:
+            for system in self.meta["systems"]:
+                row = {"system": system, "kept": keep}
+                for name in sets:
+                    cell = cells.get((name, system, keep))
+                    row[name] = (f"{cell['closer_pct']:.1f}% / {cell['closer_median_pct']:.1f}% "
+                                 f"({cell['closer_share']:.0%})" if cell else "-")
+                rows.append(row)
+        return rows
+
+    def write(self, out_dir: str | os.PathLike, *, replace: bool = False) -> Path:
+        """Markdown, CSV and JSON into ``out_dir``, all or nothing."""
+        from serumrnn.core.session import staged_output_dir
+
+        with staged_output_dir(out_dir, replace=replace, what="the evaluation") as staging:
+            for name, rows in self.tables().items():
+                (staging / FILES[name]).write_text(_csv_text(rows))
+            (staging / FILES["markdown"]).write_text(self.to_markdown())
+            (staging / FILES["json"]).write_text(json.dumps(self.to_json(), indent=2) + "\n")
+        return Path(out_dir)
+
+
+def _run_case(case: UnseenCase, systems: Sequence[str], table: Mapping[str, tuple[str, dict]], rack: Rack, bundle,
+              options: UnseenOptions, folder: Path, advance: Callable[[int], None]) -> dict:
+    """Every system on one case through files, each run to the end."""
+    from serumrnn.core.audio import write_wav
+    from serumrnn.core.registry import get_plugin_manager
+
+    selectors = get_plugin_manager().selectors
+    input_path, target_path = folder / f"{case.case_id}-input.wav", folder / f"{case.case_id}-target.wav"
+    write_wav(input_path, case.input_audio, rack.sample_rate)
+    write_wav(target_path, case.target_audio, rack.sample_rate)
+    suggest = _suggest()
+    records = {}
+    for system in systems:
+        selector, extra = table[system]
+        started = time.perf_counter()
+        session = suggest(input_path, target_path, rack=rack, bundle=bundle, selector=selector,
+                          metric=options.metric, tolerance=len(rack.effect_names),
+                          true_chain=case.true_chain if selectors.get(selector).needs_true_chain else None,
+                          seed=chain_seed(options.seed, case.case_id), **extra)
+        records[system] = session_record(session, time.perf_counter() - started)
+        advance(1)
+    return {"chain_id": case.case_id, "order": case.true_chain, "systems": records, "meta": case.meta}
+
+
+def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: str = "",
+               systems_table: Mapping[str, tuple[str, dict]] | None = None) -> UnseenResult:
+    """Run the systems over the case sets (see the module docstring). ``bundle``: a
+    shipped bundle name, folder or loaded bundle; ``systems_table``: name -> (selector,
+    extra suggest kwargs), default ``system_table()``."""
+    from serumrnn.core.registry import get_plugin_manager
+    from serumrnn.core.session import resolve_bundle
+
+    options = options or UnseenOptions()
+    options.check()
+    started = time.perf_counter()
+    machine = _machine()
+    rack = get_plugin_manager().rack(RACK)
+    loaded = resolve_bundle(bundle, rack)
+    table = dict(systems_table) if systems_table is not None else system_table()
+    if options.search_budget_ms is not None:
+        table = {name: (selector, {**extra, "budget_ms": options.search_budget_ms} if extra.get("search") else extra)
+                 for name, (selector, extra) in table.items()}
+    systems = choose_systems(options.systems, table, loaded, search=options.search)
+    for name in options.sets:  # fail before any work when plugins or banks are missing
+        CASE_SETS[name].check()
+    rows4, rows5, closer, cases = [], [], [], []
+    with tempfile.TemporaryDirectory(prefix="serumrnn-unseen-") as folder, _progress_bars(options.progress) as start:
+        for name in options.sets:
+            advance = start(f"{name}: making {options.cases} cases", 1)
+            made = build_cases(name, options.cases, options.seed, rack=rack, loudness=loaded.loudness,
+                               workers=options.workers)
+            advance(1)
+            advance = start(f"{name}: {len(made)} cases x {len(systems)} systems", len(made) * len(systems))
+            pairs = [_run_case(case, systems, table, rack, loaded, options, Path(folder), advance) for case in made]
+            rows4 += [{"set": name, **row}
+                      for row in system_rows(pairs, systems, options.metric, options.tolerance, None)]
+            for system in systems:
+                rows5 += [{"set": name, "system": system, **row}
+                          for row in progress_rows(pairs, system, options.metric, options.tolerance, None)]
+            closer += [{"set": name, **row} for row in closer_rows(pairs, systems, options.tolerance, options.metric)]
+            cases += [case_summary(pair, options.metric, options.tolerance) for pair in pairs]
+    trimmed = [f"{case['case_id']} ({case['target_trimmed_samples']})" for case in cases
+               if case["target_trimmed_samples"]]
+    notes = [f"suggest trims the leading samples under -50 dB of the peak off a target, so these targets are "
+             f"shifted by that many samples against what the rack renders: {', '.join(trimmed)}."] if trimmed else []
+    if options.search and "search" not in table:
+        notes.append("Search alone is left out: this version's suggest cannot leave the parameter models out "
+                     "(no use_models keyword).")
+    if any(table[system][1].get("search") for system in systems):
+        notes.append("Systems with search spend a time budget per step: their figures depend on the machine's "
+                      "speed and load, unlike the others'.")
+    meta = {
+        "bundle": str(loaded.path), "bundle_name": loaded.path.name, "loudness": loaded.loudness.name,
+        "sets": list(options.sets), "cases_per_set": options.cases, "seed": options.seed,
+        "systems": systems, "system_table": {name: {"selector": table[name][0], "suggest": table[name][1]}
+                                             for name in systems},
+        "metric": options.metric, "tolerance": options.tolerance, "held_out_first_seed": HELD_OUT_FIRST_SEED,
+        "machine": machine, "command": command, "seconds": round(time.perf_counter() - started, 1), "notes": notes,
+    }
+    return UnseenResult(meta=meta, systems=rows4, progress=rows5, closer=closer, cases=cases)

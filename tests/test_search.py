@@ -1,0 +1,341 @@
+"""The hybrid search of a session step (core/search.py, issue 14)."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from serumrnn.cli.app import app
+from serumrnn.core.audio import write_wav
+from serumrnn.core.errors import BundleError, ParameterError
+from serumrnn.core.loudness import LUFS_14, NONE
+from serumrnn.core.metrics import METRICS, MetricReference
+from serumrnn.core.params import ParamSpec, sample_knobs
+from serumrnn.core.rack import Rack
+from serumrnn.core.registry import get_plugin_manager
+from serumrnn.core.search import REFINED, THREADS, SearchOptions, from_unit, to_unit
+from serumrnn.core.session import resolve_bundle, run_session, suggest
+
+runner = CliRunner()
+# A render budget alone: deterministic and fast.
+RENDERS = dict(budget_ms=None, max_renders=6)
+
+
+@pytest.fixture(scope="module")
+def all_bundle():
+    return resolve_bundle("all", get_plugin_manager().rack("builtin"))
+
+
+@pytest.fixture(scope="module")
+def targets():
+    """Three targets made by hidden chains on presets: (preset, target audio)."""
+    rack = get_plugin_manager().rack("builtin")
+    rng = np.random.default_rng(11)
+    made = []
+    for preset, length in (("saw", 3), ("vintage-bells", 2), ("square", 4)):
+        names = [str(name) for name in rng.permutation(rack.effect_names)[:length]]
+        made.append((preset, rack.render(preset, [(name, sample_knobs(rack.effect(name).params, rng))
+                                                  for name in names])))
+    return made
+
+
+class CountingRack(Rack):
+    """The built-in rack, counting chain renders (process calls with effects)."""
+
+    def __init__(self, name="builtin", pure_effects=None):
+        builtin = get_plugin_manager().rack("builtin")
+        super().__init__(name, builtin.synth, list(builtin.effects.values()), pure_effects=pure_effects)
+        self.calls: list[int] = []
+
+    def process(self, audio, chain):
+        if len(chain):
+            self.calls.append(len(chain))
+        return super().process(audio, chain)
+
+
+class DefaultKnobsBundle:
+    """Predicts every effect's default knobs, under a chosen loudness convention."""
+
+    def __init__(self, rack, loudness=NONE):
+        self.rack, self.loudness = rack, loudness
+
+    def predict_knobs(self, effect, current, target):
+        return {spec.name: spec.default for spec in self.rack.effect(effect).sampled_params}
+
+
+class FixedOrder:
+    name, description, model_kind, one_shot, needs_true_chain = "fixed", "test", None, False, False
+
+    def probabilities(self, state):
+        order = ["eq", "reverb", "distortion", "phaser", "compressor"]
+        return np.array([len(order) - order.index(name) for name in state.effect_names], float)
+
+
+def _plain_guess(bundle, rack, source, chain, history, applied, session):
+    """The plain models' step after ``chain``: the rnn's pick with its predicted knobs, scored."""
+    scores = bundle.selector_probabilities("rnn", history, applied, session.target_features)
+    pick = next(rack.effect_names[i] for i in np.argsort(-scores, kind="stable")
+                if rack.effect_names[i] not in applied)
+    knobs = bundle.predict_knobs(pick, history[-1], session.target_features)
+    audio = rack.render(source, [*chain, (pick, knobs)], loudness=session.loudness)
+    return pick, knobs, MetricReference(session.target_audio, session.target_features).score("mssmae", audio)
+
+
+def test_search_never_keeps_a_worse_step_than_the_models_guess(all_bundle, targets):
+    rack = get_plugin_manager().rack("builtin")
+    gained = 0
+    for preset, target in targets:
+        session = suggest(preset, target, bundle=all_bundle, tolerance=5, **RENDERS)
+        history, applied, chain = [session.input_features], [], []
+        for step in session.steps:
+            pick, knobs, guess = _plain_guess(all_bundle, rack, preset, chain, history, applied, session)
+            assert step.metrics["mssmae"] <= guess
+            gained += step.metrics["mssmae"] < guess
+            if step.mode == "predicted":  # kept the guess itself
+                assert (step.effect, step.knobs) == (pick, knobs)
+            assert step.model_knobs == all_bundle.predict_knobs(step.effect, history[-1], session.target_features)
+            history.append(step.features)
+            applied.append(step.effect)
+            chain.append((step.effect, step.knobs))
+    assert gained > 0  # the search found something better at least once
+
+
+@pytest.mark.parametrize("max_renders", [1, 3, 7])
+def test_render_budget_is_respected(all_bundle, targets, max_renders):
+    rack = CountingRack()
+    preset, target = targets[0]
+    session = run_session(preset, target, rack=rack, bundle=all_bundle,
+                          selector=get_plugin_manager().selectors.get("rnn"), tolerance=5, budget_ms=None,
+                          max_renders=max_renders)
+    assert all(1 <= step.renders <= max_renders for step in session.steps)
+    assert len(rack.calls) == sum(step.renders for step in session.steps)
+    assert set(rack.calls) == {1}  # pure effects: only the new effect is rendered
+    if max_renders == 1:  # one render buys only the models' guess
+        assert {step.mode for step in session.steps} == {"predicted"}
+
+
+def test_time_budget_bounds_the_step(all_bundle, targets):
+    preset, target = targets[1]
+    suggest(preset, target, bundle=all_bundle, max_renders=2, budget_ms=None)  # warm up
+    session = suggest(preset, target, bundle=all_bundle, budget_ms=150, tolerance=5)
+    # The budget is met up to one render and the kept sound's metrics (a loaded machine varies).
+    assert np.median([step.seconds for step in session.steps]) < 0.4
+    zero = suggest(preset, target, bundle=all_bundle, budget_ms=0, tolerance=5)
+    assert {step.renders for step in zero.steps} == {1}
+
+
+def test_same_seed_same_session(all_bundle, targets):
+    preset, target = targets[2]
+    runs = [suggest(preset, target, bundle=all_bundle, tolerance=5, seed=3, **RENDERS) for _ in range(2)]
+    assert [(s.effect, s.knobs, s.metrics, s.renders, s.mode) for s in runs[0].steps] == \
+           [(s.effect, s.knobs, s.metrics, s.renders, s.mode) for s in runs[1].steps]
+    rack = Rack("no-bundle", get_plugin_manager().rack("builtin").synth,
+                list(get_plugin_manager().rack("builtin").effects.values()))
+    alone = [suggest(preset, target, rack=rack, tolerance=5, seed=3, **RENDERS) for _ in range(2)]
+    assert [(s.effect, s.knobs) for s in alone[0].steps] == [(s.effect, s.knobs) for s in alone[1].steps]
+
+
+def test_no_search_is_exactly_the_plain_models_session(all_bundle, targets):
+    rack = get_plugin_manager().rack("builtin")
+    for preset, target in targets[:2]:
+        session = suggest(preset, target, bundle=all_bundle, search=False, tolerance=5)
+        assert session.search is None
+        # The plain engine written out: rnn's pick, predicted knobs, whole chain re-rendered.
+        history, applied, chain = [session.input_features], [], []
+        reference = MetricReference(session.target_audio, session.target_features)
+        for step in session.steps:
+            pick, knobs, _ = _plain_guess(all_bundle, rack, preset, chain, history, applied, session)
+            chain.append((pick, knobs))
+            audio = rack.render(preset, chain, loudness=session.loudness)
+            assert (step.effect, step.knobs, step.model_knobs, step.mode, step.renders) == (
+                pick, knobs, knobs, "predicted", 1)
+            np.testing.assert_array_equal(step.audio, audio)
+            assert step.metrics == reference.compare(audio, step.features)
+            history.append(step.features)
+            applied.append(pick)
+
+
+@pytest.mark.parametrize("loudness", [NONE, LUFS_14], ids=lambda c: c.name)
+def test_incremental_render_equals_full_render(rack, loudness):
+    rng = np.random.default_rng(4)
+    chain = [(name, sample_knobs(rack.effect(name).params, rng)) for name in ("phaser", "distortion", "reverb")]
+    raw = rack.level_source("saw", loudness)
+    for position in range(1, len(chain) + 1):
+        raw = rack.process(raw, chain[position - 1: position])
+        np.testing.assert_array_equal(loudness.apply(raw, rack.sample_rate),
+                                      rack.render("saw", chain[:position], loudness=loudness))
+    target = rack.render("square", chain[:2])
+    session = run_session("saw", target, rack=rack, bundle=DefaultKnobsBundle(rack, loudness), selector=FixedOrder(),
+                          tolerance=5, budget_ms=None, max_renders=5)
+    for step in session.steps:
+        steps = [(s.effect, s.knobs) for s in session.steps[: step.index]]
+        np.testing.assert_array_equal(step.audio, rack.render("saw", steps, loudness=loudness))
+
+
+def test_impure_racks_render_the_whole_chain(targets):
+    rack = CountingRack(pure_effects=False)
+    preset, target = targets[0]
+    session = run_session(preset, target, rack=rack, bundle=DefaultKnobsBundle(rack), selector=FixedOrder(),
+                          tolerance=5, budget_ms=None, max_renders=3)
+    expected = [step.index for step in session.steps for _ in range(step.renders)]
+    assert rack.calls == expected  # every candidate renders the chain so far plus itself
+    last = session.steps[-1]
+    np.testing.assert_array_equal(last.audio, rack.render(preset, [(s.effect, s.knobs) for s in session.steps]))
+
+
+def test_search_alone_on_a_rack_without_a_bundle(targets):
+    builtin = get_plugin_manager().rack("builtin")
+    rack = Rack("bundleless", builtin.synth, list(builtin.effects.values()))
+    preset, target = targets[0]
+    session = suggest(preset, target, rack=rack, tolerance=5, **RENDERS)
+    assert any("search alone" in note for note in session.notes)
+    assert session.selector == "search" and session.steps
+    assert all(step.mode == "searched" and step.model_knobs is None for step in session.steps)
+    assert session.closer_pct(session.best_metrics) > 0
+    for step in session.steps:
+        assert set(step.knobs) == {spec.name for spec in rack.effect(step.effect).sampled_params}
+    data = session.to_json()
+    json.dumps(data)
+    assert data["search"]["use_models"] is True and data["steps"][0]["model_knobs"] is None
+    with pytest.raises(BundleError, match="is for rack builtin, not bundleless"):
+        suggest(preset, target, rack=rack, search=False)
+
+
+def test_missing_parameter_model_falls_back_to_search(tiny_bundle, targets, tmp_path):
+    broken = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, broken)
+    meta = json.loads((broken / "bundle.json").read_text())
+    meta["models"].pop("params-eq")
+    (broken / "bundle.json").write_text(json.dumps(meta))
+    preset, target = targets[0]
+    session = suggest(preset, target, bundle=str(broken), tolerance=5, **RENDERS)
+    assert any("no parameter model for eq" in note for note in session.notes)
+    eq_steps = [step for step in session.steps if step.effect == "eq"]
+    assert eq_steps and all(step.model_knobs is None and step.mode == "searched" for step in eq_steps)
+    with pytest.raises(BundleError, match="no parameter model for eq"):
+        suggest(preset, target, bundle=str(broken), search=False)
+    target_path = write_wav(tmp_path / "target.wav", target)
+    result = runner.invoke(app, ["suggest", preset, str(target_path), "--bundle", str(broken), "--no-search"])
+    assert result.exit_code != 0 and "no parameter model for eq" in result.stderr
+
+
+def test_top_k_one_keeps_the_selectors_pick(all_bundle, targets):
+    rack = get_plugin_manager().rack("builtin")
+    preset, target = targets[2]
+    session = suggest(preset, target, bundle=all_bundle, top_k=1, tolerance=5, **RENDERS)
+    history, applied = [session.input_features], []
+    for step in session.steps:
+        scores = all_bundle.selector_probabilities("rnn", history, applied, session.target_features)
+        assert step.effect == next(rack.effect_names[i] for i in np.argsort(-scores, kind="stable")
+                                   if rack.effect_names[i] not in applied)
+        history.append(step.features)
+        applied.append(step.effect)
+
+
+def test_session_json_records_the_search(all_bundle, targets):
+    preset, target = targets[1]
+    data = suggest(preset, target, bundle=all_bundle, tolerance=5, **RENDERS).to_json()
+    assert data["search"] == {"budget_ms": None, "max_renders": 6, "top_k": None, "use_models": True,
+                              "refined": REFINED, "threads": THREADS}
+    for step in data["steps"]:
+        assert {"model_knobs", "knobs", "mode", "renders", "seconds"} <= set(step)
+        assert step["mode"] in ("predicted", "searched") and 1 <= step["renders"] <= 6
+        assert set(step["metrics"]) == set(METRICS)
+        assert step["instruction"].startswith(f"Step {step['step']}: add ")
+        for name, value in step["knobs"].items():  # the instruction shows the final knobs
+            assert f"{value:.2f}" in step["instruction"] or name in ("mode",)
+
+
+def test_ranked_classes_extend_the_batched_prediction(all_bundle, targets, rack):
+    from serumrnn.core.features import LibrosaFeatureExtractor
+
+    extract = LibrosaFeatureExtractor().extract
+    preset, target = targets[0]
+    current, wanted = extract(rack.dry(preset)), extract(target)
+    (knobs, ranked), = all_bundle.predict_knobs_ranked("distortion", [current], [wanted])
+    assert knobs == all_bundle.predict_knobs_batch("distortion", [current], [wanted])[0]
+    classes = ranked["mode"]
+    assert classes[0][0] == knobs["mode"] and len(classes) == rack.effect("distortion").param("mode").n_classes
+    assert [p for _, p in classes[1:]] == sorted((p for _, p in classes[1:]), reverse=True)
+    assert abs(sum(p for _, p in classes) - 1) < 1e-4
+
+
+def test_knobs_map_onto_their_sampled_ranges():
+    spec = ParamSpec("gain", "continuous", ((0.0, 0.4), (0.6, 1.0)))
+    for unit in np.linspace(0, 1, 21):
+        knob = from_unit(spec, unit)
+        assert 0 <= knob <= 0.4 or 0.6 <= knob <= 1.0
+        assert abs(to_unit(spec, knob) - unit) < 1e-9
+    # A knob between the ranges starts from the nearest one's edge.
+    assert from_unit(spec, to_unit(spec, 0.45)) == pytest.approx(0.4)
+    assert from_unit(spec, to_unit(spec, 0.58)) == pytest.approx(0.6)
+    assert from_unit(spec, to_unit(spec, 1.5)) == pytest.approx(1.0)
+    assert from_unit(spec, to_unit(spec, -1)) == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(budget_ms=-5), "give 0 or more milliseconds"),
+    (dict(top_k=0), "give 1 or more candidate effects"),
+    (dict(max_renders=0), "give 1 or more renders"),
+])
+def test_bad_search_options(kwargs, fragment):
+    with pytest.raises(ParameterError, match=fragment):
+        SearchOptions(**kwargs)
+
+
+def test_the_default_budget_is_a_render_count_so_sessions_repeat(all_bundle, targets):
+    """Search is on by default with 24 renders per step and no time limit: the same
+    input gives the same session whatever the machine's speed or load."""
+    from serumrnn.core.search import DEFAULT_MAX_RENDERS, SearchOptions
+
+    assert SearchOptions().to_json()["max_renders"] == DEFAULT_MAX_RENDERS == 24
+    preset, target = targets[0]
+    first, second = (suggest(preset, target, bundle=all_bundle, tolerance=5) for _ in range(2))
+    assert first.to_json()["search"]["budget_ms"] is None
+    assert all(step.renders <= DEFAULT_MAX_RENDERS for step in first.steps)
+    assert [(s.effect, s.knobs, s.metrics) for s in first.steps] == [(s.effect, s.knobs, s.metrics) for s in second.steps]
+
+
+def test_cli_search_flags(all_bundle, targets, tmp_path):
+    preset, target = targets[1]
+    target_path = write_wav(tmp_path / "target.wav", target)
+    base = ["suggest", preset, str(target_path), "--json", "--tolerance", "5"]
+    searched = json.loads(runner.invoke(app, [*base, "--max-renders", "3", "--top-k", "2"]).stdout)
+    assert searched["search"]["max_renders"] == 3 and searched["search"]["budget_ms"] is None
+    assert searched["search"]["top_k"] == 2 and all(step["renders"] <= 3 for step in searched["steps"])
+    plain = json.loads(runner.invoke(app, [*base, "--no-search"]).stdout)
+    assert plain["search"] is None and {step["mode"] for step in plain["steps"]} == {"predicted"}
+    timed = json.loads(runner.invoke(app, [*base, "--search", "--budget-ms", "60"]).stdout)
+    assert timed["search"]["budget_ms"] == 60
+    for flags, fragment in [(["--budget-ms", "-5"], "give 0 or more milliseconds"),
+                            (["--top-k", "0"], "give 1 or more candidate effects"),
+                            (["--max-renders", "0"], "give 1 or more renders")]:
+        result = runner.invoke(app, ["suggest", preset, str(target_path), *flags])
+        lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
+        assert result.exit_code != 0 and "Traceback" not in result.output, result.output
+        assert len(lines) == 1 and lines[0].startswith("Error: ") and fragment in lines[0], result.stderr
+
+
+def test_threads_do_not_change_a_render_budgeted_session(all_bundle, targets):
+    preset, target = targets[0]
+    selector = get_plugin_manager().selectors.get("rnn")
+    runs = [run_session(preset, target, rack=get_plugin_manager().rack("builtin"), bundle=all_bundle,
+                        selector=selector, tolerance=5,
+                        search=SearchOptions(budget_ms=None, max_renders=8, threads=threads, refined=refined))
+            for threads, refined in ((1, 1), (2, 1), (1, 2), (2, 2))]
+    steps = [[(s.effect, s.knobs, s.renders) for s in run.steps] for run in runs]
+    assert steps[0] == steps[1] and steps[2] == steps[3]
+
+
+def test_evaluation_runs_the_search_systems(tiny_dataset, tiny_bundle):
+    from serumrnn.core.evaluation import SEARCH_SYSTEMS, EvaluationOptions, evaluate
+
+    result = evaluate(tiny_bundle, tiny_dataset, EvaluationOptions(pairs=5, param_pairs=2, seed=3, split="train",
+                                                                   progress=False, search=True, search_budget_ms=40))
+    ours = {row["system"]: row for row in result.systems if row["source"] == "ours" and row.get("kept", "best") == "best"}
+    assert set(SEARCH_SYSTEMS) <= set(ours)
+    assert ours["rnn"]["renders_per_step"] == 1 and ours["rnn+search"]["renders_per_step"] >= 1
+    assert all(ours[system]["ms_per_step"] > 0 for system in SEARCH_SYSTEMS)
+    assert "depend on the machine's speed" in result.to_markdown()
