@@ -68,7 +68,7 @@ def suggest_command(
     search: Annotated[bool | None, typer.Option("--search/--no-search", help="After the models' guess, search each step within a budget (default: on); --no-search gives the plain models' session.")] = None,
     budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Search time per step in ms (default: none, the render count decides); what it buys depends on the machine's speed.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Candidate effects per step: the selector's top K unused (default: all).")] = None,
-    max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 24 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
+    max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 20 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
 ) -> None:
     """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
     from serumrnn.core.session import check_output_dir, suggest, write_session

@@ -45,10 +45,11 @@ from serumrnn.core.params import ParamSpec, sample_knobs
 # Whether sessions search when the caller does not say: the one switch to flip.
 SEARCH_BY_DEFAULT = True
 # The default budget is a render count, so the same input gives the same session on any
-# machine and under any load; 24 renders take about 260 ms per step on the 2-core VM
-# (the paper's 300 ms). A time budget (--budget-ms) is there for whoever wants one.
+# machine and under any load; 20 renders took a median 277 ms per step on the 2-core VM
+# (make bench, test_hybrid_step), within the paper's 300 ms. A time budget (--budget-ms)
+# is there for whoever wants one.
 DEFAULT_BUDGET_MS: float | None = None
-DEFAULT_MAX_RENDERS = 24
+DEFAULT_MAX_RENDERS = 20
 REFINED = 1  # effects refined at once (one thread each): one, so the best effect gets every render
 TOP_CLASSES = 3  # classes tried per categorical knob: the model's most probable
 RANDOM_STARTS = 2  # seeded random knob sets tried for an effect without a parameter model

@@ -286,11 +286,11 @@ def test_bad_search_options(kwargs, fragment):
 
 
 def test_the_default_budget_is_a_render_count_so_sessions_repeat(all_bundle, targets):
-    """Search is on by default with 24 renders per step and no time limit: the same
+    """Search is on by default with 20 renders per step and no time limit: the same
     input gives the same session whatever the machine's speed or load."""
     from serumrnn.core.search import DEFAULT_MAX_RENDERS, SearchOptions
 
-    assert SearchOptions().to_json()["max_renders"] == DEFAULT_MAX_RENDERS == 24
+    assert SearchOptions().to_json()["max_renders"] == DEFAULT_MAX_RENDERS == 20
     preset, target = targets[0]
     first, second = (suggest(preset, target, bundle=all_bundle, tolerance=5) for _ in range(2))
     assert first.to_json()["search"]["budget_ms"] is None
