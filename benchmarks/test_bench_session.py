@@ -90,8 +90,8 @@ def test_hybrid_step(benchmark, rack, sized_bundle, target, budget):
 
     size, bundle = sized_bundle
     extractor, selector, target_features, reference, first, after_first, state = second_step(rack, bundle, target)
-    options = SearchOptions() if budget == "300 ms" else SearchOptions(budget_ms=None, max_renders=20)
-    search = StepSearch(options, rack=rack, source="saw", bundle=bundle, extractor=extractor, reference=reference,
+    options = SearchOptions(budget_ms=300.0) if budget == "300 ms" else SearchOptions(budget_ms=None, max_renders=20)
+    search = StepSearch(options, rack=rack, entry=rack.level_source("saw", bundle.loudness), bundle=bundle, extractor=extractor, reference=reference,
                         metric="mssmae", loudness=bundle.loudness, target_features=target_features, seed=0)
     renders = []
 

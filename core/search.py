@@ -232,14 +232,15 @@ class StepSearch:
     """The search of one session, step after step (it keeps the chain's raw output and
     how long renders take between steps)."""
 
-    def __init__(self, options: SearchOptions, *, rack, source, bundle, extractor, reference, metric: str,
-                 loudness, target_features, seed: int) -> None:
+    def __init__(self, options: SearchOptions, *, rack, entry: np.ndarray, bundle, extractor, reference,
+                 metric: str, loudness, target_features, seed: int) -> None:
+        """``entry``: the session's source as it enters the chain (``Rack.level_source``)."""
         self.options = options
-        self.rack, self.source, self.bundle = rack, source, bundle
+        self.rack, self.entry, self.bundle = rack, entry, bundle
         self.extractor, self.reference, self.metric = extractor, reference, metric
         self.loudness, self.target_features, self.seed = loudness, target_features, seed
         # The chain's unlevelled output so far: a pure rack continues it.
-        self.raw = rack.level_source(source, loudness)
+        self.raw = entry
         self.cost_s = 0.0
         self.final_s = 0.0
         self.pool = ThreadPoolExecutor(options.threads) if options.threads > 1 else None
@@ -257,8 +258,7 @@ class StepSearch:
         if self.rack.pure_effects:
             raw = self.rack.process(self.raw, [(trial.effect, trial.knobs)])
         else:  # an effect may keep state: render the whole chain from the source
-            raw = self.rack.process(self.rack.level_source(self.source, self.loudness),
-                                    [*chain, (trial.effect, trial.knobs)])
+            raw = self.rack.process(self.entry, [*chain, (trial.effect, trial.knobs)])
         audio = self.loudness.apply(raw, self.rack.sample_rate)
         features = None if self.metric == "mssmae" else self.extractor.extract(audio, self.rack.sample_rate)
         trial.score = self.reference.score(self.metric, audio, features)

@@ -295,7 +295,7 @@ def prepare_audio(
             notes.append(f"{name} has no clear pitch; it was not shifted.")
         else:
             notes.append(f"{name} was detected as {note_name(note)} and shifted to C4.")
-    elif not is_silent(array):
+    else:  # silence was refused above (input here, target by check_audio)
         # Any note works as it is (the default bundle trained on C2-C6); say which one we heard.
         note = detect_note(array[: int(duration_s * sample_rate)], sample_rate)
         notes.append(f"{name} sounds like {note_name(round(note), cents=False)}." if note is not None
@@ -400,7 +400,9 @@ def run_session(
     # The bundle's loudness convention: the source levelled into the chain, every step and
     # the target levelled before features and distances (core/loudness.py).
     loudness = bundle_loudness(bundle)
-    input_audio = rack.render(source, loudness=loudness)
+    # The source as it enters the chain, levelled once: every step continues from it.
+    entry = rack.level_source(source, loudness)
+    input_audio = loudness.apply(entry, rack.sample_rate)
     target_audio = loudness.apply(np.asarray(target_audio, dtype=np.float32), rack.sample_rate)
     input_features = extractor.extract(input_audio, rack.sample_rate)
     target_features = extractor.extract(target_audio, rack.sample_rate)
@@ -423,11 +425,11 @@ def run_session(
     if getattr(selector, "one_shot", False):
         if options is not None:
             session.notes.append(f"The {selector.name} system renders its one-shot chain as predicted; it does not search.")
-        _run_one_shot(session, source, rack, bundle, selector, state, reference, extractor)
+        _run_one_shot(session, entry, rack, bundle, selector, state, reference, extractor)
         return session
 
     searcher = None if options is None else StepSearch(
-        options, rack=rack, source=source, bundle=bundle, extractor=extractor, reference=reference, metric=metric,
+        options, rack=rack, entry=entry, bundle=bundle, extractor=extractor, reference=reference, metric=metric,
         loudness=loudness, target_features=target_features, seed=seed)
     session.search = None if options is None else options.to_json()
     chain: list[tuple[str, dict[str, float]]] = []
@@ -449,7 +451,7 @@ def run_session(
                 effect_name, knobs, probability = found.trial.effect, found.trial.knobs, found.probability
             searched_at = time.perf_counter()
             chain.append((effect_name, knobs))
-            step = _render_step(session, source, rack, chain, probability, rule.previous, reference, extractor,
+            step = _render_step(session, entry, rack, chain, probability, rule.previous, reference, extractor,
                                 started, found)
             if searcher is not None:  # the kept sound's features and metrics: reserved from the next budget
                 searcher.finished(time.perf_counter() - searched_at)
@@ -477,14 +479,15 @@ def _most_probable_unused(scores: np.ndarray, effect_names: Sequence[str], appli
     return ranked[0]
 
 
-def _render_step(session, source, rack, chain, probability, previous, reference, extractor, started,
+def _render_step(session, entry, rack, chain, probability, previous, reference, extractor, started,
                  found: Found | None = None) -> Step:
-    """Render ``source`` through ``chain`` (or take the searched sound ``found``), measure
+    """Render ``entry`` (the levelled source) through ``chain`` and level the result, or
+    take the searched sound ``found``; measure
     it against the target and append the step for the chain's last effect; ``better``
     compares with ``previous`` on the session's metric."""
     effect_name, knobs = chain[-1]
     if found is None:
-        audio = rack.render(source, chain, loudness=session.loudness)
+        audio = session.loudness.apply(rack.process(entry, chain), rack.sample_rate)
         features = extractor.extract(audio, rack.sample_rate)
         metrics = reference.compare(audio, features)
     else:  # the search scored the stopping metric already; the other five only for the kept sound
@@ -507,7 +510,7 @@ def _render_step(session, source, rack, chain, probability, previous, reference,
     return step
 
 
-def _run_one_shot(session, source, rack, bundle, selector, state, reference, extractor) -> None:
+def _run_one_shot(session, entry, rack, bundle, selector, state, reference, extractor) -> None:
     """SerumCNN 1S: choose every effect with probability > 0.5 (at least the most
     probable) from the input alone, predict all knobs from the input and target, render
     once. Intermediate renders are kept only so the steps can be listed and heard."""
@@ -519,7 +522,7 @@ def _run_one_shot(session, source, rack, bundle, selector, state, reference, ext
     previous = session.initial_metrics[session.metric]
     for position in range(1, len(chain) + 1):
         # The one-shot decision's time is counted once, on the first step.
-        step = _render_step(session, source, rack, chain[:position], float(scores[order[position - 1]]),
+        step = _render_step(session, entry, rack, chain[:position], float(scores[order[position - 1]]),
                             previous, reference, extractor, started if position == 1 else time.perf_counter())
         previous = step.metrics[session.metric]
     session.stop_reason = "one-shot system: every chosen effect applied at once"
@@ -559,8 +562,8 @@ def suggest(
     to_c4: detect the pitch of input and target and shift both to C4.
     search: after the models' guess, search each step within a budget (None: the default,
         ``core.search.SEARCH_BY_DEFAULT``; False: exactly the plain models' session).
-    budget_ms: wall time per step (None: none, then give ``max_renders``); max_renders:
-        renders per step (deterministic for a seed); top_k: candidate effects per step
+    budget_ms: wall time per step (None: no time limit); max_renders: renders per step
+        (deterministic for a seed; without either, ``core.search.DEFAULT_MAX_RENDERS``); top_k: candidate effects per step
         (None: every unused effect). With search on, effects without a parameter model and
         racks without a bundle (``bundle`` None) are searched from their knob defaults.
 
