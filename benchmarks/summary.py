@@ -1,5 +1,5 @@
 """Print the latest pytest-benchmark JSON: every benchmark (median ms, real-time factor,
-throughput), then the headline figures of DESIGN section 11 (render real-time factor,
+throughput), then the headline figures of docs/design.md ("Performance goals") (render real-time factor,
 features ms, generation renders/s, training samples/s, session step latency per system
 and model size). ``--markdown`` prints the headline table as Markdown for the README."""
 
@@ -28,7 +28,7 @@ def _base_name(bench: dict) -> str:
 
 
 def headline_rows(data: dict) -> Iterator[tuple[str, str, str]]:
-    """``(what, figure, detail)`` rows, in the order of DESIGN section 11."""
+    """``(what, figure, detail)`` rows, in the order of docs/design.md, "Performance goals"."""
     benches = data["benchmarks"]
 
     def median(bench: dict) -> float:
@@ -101,7 +101,7 @@ def main(path: str, markdown: bool = False) -> None:
         table.add_row(escape(bench["name"]), f"{median_s * 1000:.2f}", rtf, throughput)
     console = Console()
     console.print(table)
-    headline = Table(title=f"Headline figures (DESIGN section 11) on {machine_line(data)}")
+    headline = Table(title=f"Headline figures on {machine_line(data)}")
     for column in ("measure", "median", "detail"):
         headline.add_column(column, justify="right" if column == "median" else "left")
     for row in headline_rows(data):

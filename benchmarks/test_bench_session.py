@@ -1,4 +1,4 @@
-"""Session latency (DESIGN section 11): one full step (features, selection, parameter
+"""Session latency (docs/design.md, "Performance goals"): one full step (features, selection, parameter
 prediction, render, metrics) and whole sessions, for the compact and paper sizes, on CPU.
 
 Latency does not depend on how well the models are trained, so the bundles here are

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from serumrnn.cli.common import console, friendly_errors, print_json
+from serumrnn.cli.progress import terminal_progress
 
 app = typer.Typer()
 
@@ -37,15 +38,15 @@ def budget_command(
 ) -> None:
     """How much closer sessions get as each step's search budget grows, and what a step costs."""
     from serumrnn.core.budget import FILES, check_study, run_study
-    from serumrnn.core.session import check_output_dir
+    from serumrnn.core.runtime import check_output_dir
 
     kinds = tuple(kind.strip() for kind in targets.split(",") if kind.strip())
     numbers = _numbers(budgets)
     check_study(kinds, pairs, numbers)
     check_output_dir(out)
-    with console.status(f"Running {len(kinds) * pairs * len(numbers)} sessions...", spinner="dots"):
+    with terminal_progress(not as_json) as progress:
         _, summary, meta = run_study(bundle, out, kinds=kinds, count=pairs, budgets=numbers, seed=seed,
-                                     tolerance=tolerance)
+                                     tolerance=tolerance, progress=progress)
     if as_json:
         print_json({"out": str(out), "meta": meta, "summary": summary})
         return

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from serumrnn.cli.common import console, friendly_errors, print_json
+from serumrnn.cli.progress import RichProgress
 
 app = typer.Typer()
 dataset_app = typer.Typer(help="Inspect generated datasets.", no_args_is_help=True)
@@ -48,11 +49,12 @@ def generate_command(
     """Generate a training dataset: sampled effect chains, every sub-chain rendered, features stored."""
     from serumrnn.core.dataset import generate_dataset
 
-    summary = generate_dataset(
-        out, rack=rack, group=group, chains_per_combo=chains_per_combo, seed=seed, workers=workers,
-        ray_address=ray_address, progress=True, varied=varied, varied_first_seed=varied_first_seed,
-        varied_chains_per_combo=varied_chains_per_combo,
-    )
+    with RichProgress() as progress:
+        summary = generate_dataset(
+            out, rack=rack, group=group, chains_per_combo=chains_per_combo, seed=seed, workers=workers,
+            ray_address=ray_address, progress=progress, varied=varied, varied_first_seed=varied_first_seed,
+            varied_chains_per_combo=varied_chains_per_combo,
+        )
     if summary["skipped"]:
         console.print(f"Dataset {out} is already complete ({summary['renders']:,} renders); nothing to do.")
         return

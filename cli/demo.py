@@ -30,7 +30,8 @@ def demo_command(
 
     from serumrnn.core import get_plugin_manager
     from serumrnn.core.params import sample_knobs
-    from serumrnn.core.session import check_output_dir, resolve_bundle, suggest, write_session
+    from serumrnn.core.runtime import check_output_dir
+    from serumrnn.core.session import Instruction, resolve_bundle, suggest, write_session
 
     check_output_dir(out, replace=True)
     rack = get_plugin_manager().rack("builtin")
@@ -53,7 +54,7 @@ def demo_command(
     for index, (name, knobs) in enumerate(hidden, start=1):
         effect = rack.effect(name)
         sampled = {spec.name: knobs[spec.name] for spec in effect.sampled_params}
-        described.append(f"{effect.label}. {effect.describe_knobs(sampled)}")
+        described.append(Instruction.of(index, effect, sampled).action)
         truth.add_row(str(index), described[-1])
     console.print(truth)
     print_session(session, title=f"What serumrnn suggests ({selector}, bundle {loaded.path.name}, "

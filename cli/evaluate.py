@@ -9,10 +9,12 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import attrs
 import typer
 from rich.table import Table
 
 from serumrnn.cli.common import console, friendly_errors, print_json
+from serumrnn.cli.progress import terminal_progress
 from serumrnn.core.errors import ParameterError
 
 app = typer.Typer()
@@ -60,14 +62,14 @@ def evaluate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary instead of tables.")] = False,
     search: Annotated[bool, typer.Option("--search", help="Also run rnn+search, random+search and search alone (Table 4, latency).")] = False,
     search_budget_ms: Annotated[float | None, typer.Option("--search-budget-ms", help="Time per step of the systems with --search (default: the default render count).")] = None,
-    unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects (comma-separated, or all).")] = None,
+    unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects, presets (comma-separated, or all: the first three).")] = None,
     cases: Annotated[int, typer.Option("--cases", help="Cases per --unseen set.")] = 12,
     systems: Annotated[str | None, typer.Option("--systems", help="With --unseen: systems to run, comma-separated (default: every one the bundle can run).")] = None,
 ) -> None:
     """Evaluate a model bundle on a dataset's test split (the paper's Tables 2-6 and Figure 4),
     or with --unseen on sounds the models never heard."""
     from serumrnn.core.evaluation import FILES, EvaluationOptions, evaluate
-    from serumrnn.core.session import check_output_dir
+    from serumrnn.core.runtime import check_output_dir
 
     command = "serumrnn " + " ".join(shlex.quote(arg) for arg in sys.argv[1:]) if sys.argv[1:] else "serumrnn evaluate"
     if unseen is not None:
@@ -81,11 +83,12 @@ def evaluate_command(
         raise ParameterError("Give --data DATASET for the in-domain tables, or --unseen SETS for unseen sounds.")
 
     options = EvaluationOptions(pairs=pairs, param_pairs=param_pairs, seed=seed, metric=metric.lower(),
-                                tolerance=tolerance, split=split, workers=workers, progress=not as_json,
+                                tolerance=tolerance, split=split, workers=workers,
                                 search=search, search_budget_ms=search_budget_ms)
     options.check()
     check_output_dir(out)  # fail before the long run, not after it
-    result = evaluate(bundle, data, options, command=command)
+    with terminal_progress(not as_json) as progress:
+        result = evaluate(bundle, data, attrs.evolve(options, progress=progress), command=command)
     result.write(out)
     if as_json:
         print_json({"out": str(out), "files": sorted(FILES.values()), **result.to_json()})
@@ -101,16 +104,19 @@ def _names(text: str) -> tuple[str, ...]:
 def _evaluate_unseen(bundle: str, sets: str, *, cases: int, systems: str | None, seed: int, tolerance: int, metric: str,
                      workers: int, search: bool, search_budget_ms: float | None, out: Path, as_json: bool,
                      command: str) -> None:
-    from serumrnn.core.session import check_output_dir
-    from serumrnn.core.unseen import CASE_SETS, FILES, UnseenOptions, run_unseen
+    from serumrnn.core.runtime import check_output_dir
+    from serumrnn.core.unseen import FILES, UnseenOptions, default_sets, register_case_set, run_unseen
+    from serumrnn.plugins import zyn_banks
 
-    names = tuple(CASE_SETS) if sets.strip().lower() == "all" else _names(sets)
+    register_case_set(zyn_banks.case_set())
+    names = default_sets() if sets.strip().lower() == "all" else _names(sets)
     options = UnseenOptions(sets=names, cases=cases, seed=seed, systems=_names(systems) if systems else None,
-                            metric=metric.lower(), tolerance=tolerance, workers=workers, progress=not as_json,
+                            metric=metric.lower(), tolerance=tolerance, workers=workers,
                             search=search, search_budget_ms=search_budget_ms)
     options.check()
     check_output_dir(out)  # fail before the long run, not after it
-    result = run_unseen(bundle, options, command=command)
+    with terminal_progress(not as_json) as progress:
+        result = run_unseen(bundle, attrs.evolve(options, progress=progress), command=command)
     result.write(out)
     if as_json:
         print_json({"out": str(out), "files": sorted(FILES.values()), **result.to_json()})

@@ -32,7 +32,7 @@ def print_session(session, *, title: str) -> None:
                   *([""] if searched else []))
     best = session.best_index
     for step in session.steps:
-        text = step.instruction.split(": ", 1)[1] if ": " in step.instruction else step.instruction
+        text = step.instruction.action  # the row's step column gives the number
         style = "bold green" if step.index == best else ("" if step.better else "yellow")
         # A worse step before the best one stays: the later steps were chosen with it applied.
         marker = "  <- best" if step.index == best else ("" if step.better else (
@@ -71,7 +71,8 @@ def suggest_command(
     max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 20 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
 ) -> None:
     """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
-    from serumrnn.core.session import check_output_dir, suggest, write_session
+    from serumrnn.core.runtime import check_output_dir
+    from serumrnn.core.session import suggest, write_session
 
     if out is not None:
         check_output_dir(out)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 import time
 from pathlib import Path
 from typing import Annotated
 
+import attrs
 import typer
 
 from serumrnn.cli.common import console, friendly_errors, print_json
+from serumrnn.cli.progress import terminal_progress
 
 app = typer.Typer()
 train_app = typer.Typer(
@@ -38,44 +42,98 @@ InitOption = Annotated[str | None, typer.Option(
     "--init-from", help="Start from this bundle's weights (folder or shipped name; same size) instead of random ones.")]
 
 
-def _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from):
-    from serumrnn.core.session import bundle_path
-    from serumrnn.core.training import TrainOptions
-
-    options = TrainOptions(
-        epochs=epochs, patience=patience, num_workers=workers, seed=seed, batch_size=batch_size, device=device,
-        float16=not fp32, resume=not fresh, progress=not quiet, max_minutes=max_minutes,
-        init_from=None if init_from is None else str(bundle_path(init_from)),
-    )
-    options.check()
-    return options
+# The options every `train` command takes, after its own: (parameter, annotation, default).
+SHARED_OPTIONS = (
+    ("size", SizeOption, "compact"), ("epochs", EpochsOption, 100), ("patience", PatienceOption, 8),
+    ("max_minutes", MinutesOption, None), ("workers", WorkersOption, None), ("seed", SeedOption, 0),
+    ("batch_size", BatchOption, None), ("device", DeviceOption, None), ("threads", ThreadsOption, None),
+    ("fp32", Fp32Option, False), ("fresh", FreshOption, False), ("as_json", JsonOption, False),
+    ("quiet", QuietOption, False), ("init_from", InitOption, None),
+)
 
 
-def _check_size(size: str) -> None:
-    from serumrnn.core.models import model_config
+@attrs.frozen
+class TrainingRun:
+    """The shared options of one `train` command, and what they mean."""
 
-    model_config(size)
+    size: str
+    epochs: int
+    patience: int
+    max_minutes: float | None
+    workers: int | None
+    seed: int
+    batch_size: int | None
+    device: str | None
+    threads: int | None
+    fp32: bool
+    fresh: bool
+    as_json: bool
+    quiet: bool
+    init_from: str | None
+
+    def options(self):
+        """``TrainOptions`` after checking the size and every number (before any work)."""
+        from serumrnn.core.models import model_config
+        from serumrnn.core.training import TrainOptions
+
+        model_config(self.size)
+        options = TrainOptions(
+            epochs=self.epochs, patience=self.patience, num_workers=self.workers, seed=self.seed,
+            batch_size=self.batch_size, device=self.device, float16=not self.fp32, resume=not self.fresh,
+            max_minutes=self.max_minutes, init_from=None if self.init_from is None else str(_init_bundle(self.init_from)),
+        )
+        options.check()
+        return options
+
+    def run(self, jobs, options) -> list[tuple[str, dict]]:
+        """Run ``jobs`` (name, callable(options)) in order, sharing the time budget."""
+        from serumrnn.core.training import set_cpu_threads
+
+        set_cpu_threads(self.threads)
+        deadline = time.monotonic() + self.max_minutes * 60 if self.max_minutes else None
+        results = []
+        for index, (name, job) in enumerate(jobs):
+            job_options = options
+            if deadline is not None:
+                left = (deadline - time.monotonic()) / 60
+                if left <= 0:
+                    console.print(f"[yellow]Time limit reached; {name} and later models were not trained.[/]")
+                    break
+                job_options = attrs.evolve(options, max_minutes=left / (len(jobs) - index))
+            with terminal_progress(not self.quiet) as progress:
+                results.append((name, job(attrs.evolve(job_options, progress=progress))))
+        return results
 
 
-def _run_all(jobs, options, max_minutes: float | None, threads: int | None) -> list[tuple[str, dict]]:
-    """Run ``jobs`` (name, callable(options)) in order, sharing the time budget."""
-    import attrs
+def _init_bundle(name: str) -> Path:
+    """The folder of ``--init-from``'s bundle (a folder or a shipped name)."""
+    from serumrnn.core.errors import BundleError
+    from serumrnn.core.session import bundle_path, shipped_bundles
 
-    from serumrnn.core.training import set_cpu_threads
+    try:
+        return bundle_path(name)
+    except BundleError:
+        raise BundleError(
+            f"--init-from {name!r} is neither a bundle folder nor a shipped bundle "
+            f"(shipped: {', '.join(shipped_bundles()) or 'none'}); give a bundle folder or a shipped name."
+        ) from None
 
-    set_cpu_threads(threads)
-    deadline = time.monotonic() + max_minutes * 60 if max_minutes else None
-    results = []
-    for index, (name, job) in enumerate(jobs):
-        job_options = options
-        if deadline is not None:
-            left = (deadline - time.monotonic()) / 60
-            if left <= 0:
-                console.print(f"[yellow]Time limit reached; {name} and later models were not trained.[/]")
-                break
-            job_options = attrs.evolve(options, max_minutes=left / (len(jobs) - index))
-        results.append((name, job(job_options)))
-    return results
+
+def training_command(function):
+    """Add ``SHARED_OPTIONS`` to a `train` command's own parameters; the command gets
+    them as one ``TrainingRun`` (its parameter ``run``)."""
+    own = [parameter for parameter in inspect.signature(function, eval_str=True).parameters.values()
+           if parameter.name != "run"]
+    shared = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+              for name, annotation, default in SHARED_OPTIONS]
+
+    @functools.wraps(function)
+    def command(**arguments):
+        run = TrainingRun(**{name: arguments.pop(name) for name, _, _ in SHARED_OPTIONS})
+        return function(run=run, **arguments)
+
+    command.__signature__ = inspect.Signature([*own, *shared])  # what typer reads the options from
+    return command
 
 
 def _report(results: list[tuple[str, dict]], out: Path, as_json: bool) -> None:
@@ -105,31 +163,19 @@ def _report(results: list[tuple[str, dict]], out: Path, as_json: bool) -> None:
 
 @train_app.command("params")
 @friendly_errors
+@training_command
 def params_command(
     data: DataOption,
     out: OutOption,
     effect: Annotated[str, typer.Option("--effect", help="Effect to train, or all.")] = "all",
-    size: SizeOption = "compact",
-    epochs: EpochsOption = 100,
-    patience: PatienceOption = 8,
-    max_minutes: MinutesOption = None,
-    workers: WorkersOption = None,
-    seed: SeedOption = 0,
-    batch_size: BatchOption = None,
-    device: DeviceOption = None,
-    threads: ThreadsOption = None,
-    fp32: Fp32Option = False,
-    fresh: FreshOption = False,
-    as_json: JsonOption = False,
-    quiet: QuietOption = False,
-    init_from: InitOption = None,
+    *,
+    run: TrainingRun,
 ) -> None:
     """Train effect parameter models (one per effect) on a dataset."""
     from serumrnn.core.errors import ParameterError
     from serumrnn.core.training import open_dataset, train_params
 
-    _check_size(size)
-    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from)
+    options = run.options()
     _, identity = open_dataset(data)
     names = list(identity.effect_names) if effect == "all" else [effect.strip().lower()]
     unknown = [name for name in names if name not in identity.effects]
@@ -137,30 +183,20 @@ def params_command(
         raise ParameterError(
             f"Dataset '{data}' has no effect {unknown[0]!r}; choose all or one of {', '.join(identity.effect_names)}."
         )
-    jobs = [(f"params-{name}", lambda o, name=name: train_params(data, name, out, size=size, options=o)) for name in names]
-    _report(_run_all(jobs, options, max_minutes, threads), out, as_json)
+    jobs = [(f"params-{name}", lambda o, name=name: train_params(data, name, out, size=run.size, options=o))
+            for name in names]
+    _report(run.run(jobs, options), out, run.as_json)
 
 
 @train_app.command("selector")
 @friendly_errors
+@training_command
 def selector_command(
     data: DataOption,
     out: OutOption,
     kind: Annotated[str, typer.Option("--kind", help="rnn (SerumRNN), ni, cnn, or all.")] = "rnn",
-    size: SizeOption = "compact",
-    epochs: EpochsOption = 100,
-    patience: PatienceOption = 8,
-    max_minutes: MinutesOption = None,
-    workers: WorkersOption = None,
-    seed: SeedOption = 0,
-    batch_size: BatchOption = None,
-    device: DeviceOption = None,
-    threads: ThreadsOption = None,
-    fp32: Fp32Option = False,
-    fresh: FreshOption = False,
-    as_json: JsonOption = False,
-    quiet: QuietOption = False,
-    init_from: InitOption = None,
+    *,
+    run: TrainingRun,
 ) -> None:
     """Train effect selectors: SerumRNN (rnn) and the NI and CNN baselines."""
     from serumrnn.core.errors import ParameterError
@@ -170,8 +206,7 @@ def selector_command(
     kinds = list(SELECTOR_KINDS) if kind == "all" else [kind.strip().lower()]
     if any(k not in SELECTOR_KINDS for k in kinds):
         raise ParameterError(f"Unknown selector kind {kind!r}; choose rnn, ni, cnn or all.")
-    _check_size(size)
-    options = _options(epochs, patience, workers, seed, batch_size, device, fp32, fresh, quiet, max_minutes, init_from)
+    options = run.options()
     open_dataset(data)  # a clear error for a bad folder before any work
-    jobs = [(f"selector-{k}", lambda o, k=k: train_selector(data, k, out, size=size, options=o)) for k in kinds]
-    _report(_run_all(jobs, options, max_minutes, threads), out, as_json)
+    jobs = [(f"selector-{k}", lambda o, k=k: train_selector(data, k, out, size=run.size, options=o)) for k in kinds]
+    _report(run.run(jobs, options), out, run.as_json)

@@ -1,4 +1,5 @@
-"""serumrnn core: the public Python API.
+"""serumrnn core: the public Python API. What a plugin implements comes from
+``core/interfaces.py`` and is re-exported here.
 
 Heavy modules (torch, librosa) are imported lazily where they are used, so importing
 ``serumrnn.core`` stays fast.
@@ -14,9 +15,17 @@ from serumrnn.core.errors import (
     SerumRNNError,
 )
 from serumrnn.core.hookspecs import hookimpl
-from serumrnn.core.interfaces import Effect, Preset, Synth
-from serumrnn.core.params import ParamSpec
-from serumrnn.core.rack import Rack, RackSpec
+from serumrnn.core.interfaces import (
+    Effect,
+    FeatureExtractor,
+    ParamSpec,
+    Preset,
+    Rack,
+    RackSpec,
+    SelectionState,
+    Selector,
+    Synth,
+)
 from serumrnn.core.registry import PluginManager, Registry, get_plugin_manager, reset_plugin_manager
 from serumrnn.core.session import Session, suggest
 
@@ -25,6 +34,7 @@ __all__ = [
     "BundleError",
     "DatasetError",
     "Effect",
+    "FeatureExtractor",
     "OutputError",
     "ParamSpec",
     "ParameterError",
@@ -34,6 +44,8 @@ __all__ = [
     "Rack",
     "RackSpec",
     "Registry",
+    "SelectionState",
+    "Selector",
     "SerumRNNError",
     "Session",
     "Synth",

@@ -8,17 +8,15 @@ so a failed write leaves nothing behind.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import struct
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from serumrnn.core.errors import AudioError, OutputError
+from serumrnn.core.runtime import atomic_output
 
 SAMPLE_RATE = 44100
 DURATION_S = 1.0
@@ -191,44 +189,6 @@ def fit_length(audio: np.ndarray, n_samples: int) -> np.ndarray:
 
 def is_silent(audio: np.ndarray) -> bool:
     return audio.size == 0 or float(np.max(np.abs(audio))) < SILENCE_PEAK
-
-
-@contextlib.contextmanager
-def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success,
-    delete it on any failure. OS errors become ``OutputError`` with one sentence."""
-    target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise OutputError(f"Output path '{target}' is a directory; give a file name.")
-    if not parent.exists():
-        raise OutputError(f"Output folder '{parent}' does not exist; create it or choose another path.")
-    try:
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=suffix or target.suffix or ".tmp", dir=parent
-        )
-        os.close(handle)
-    except OSError as exc:
-        raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable location.") from None
-    temp = Path(temp_name)
-    try:
-        yield temp
-        if temp.exists():  # mkstemp makes it private; the result should read like any file the user makes
-            os.chmod(temp, _new_file_mode())
-        os.replace(temp, target)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        what = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise OutputError(f"Could not write '{target}' ({what}); free space or choose another location.") from None
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
-def _new_file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> Path:

@@ -1,10 +1,10 @@
 """Quality against search budget (issue 14): how much closer sessions get as each step's
 search budget grows, and what a step then costs.
 
-Targets are made here, per set: ``presets``, a random chain of 1-5 built-in effects with
-sampled knobs on a random preset; ``varied``, the same on generated patches
-``varied-<seed>`` with seeds from 100000 (sounds no shipped model heard). Input and
-target go to ``suggest`` as WAV files, as a user's would. Budget 0 is the plain models'
+Targets are the unseen sets of ``core/unseen.py`` of the same names: ``presets``, a random
+chain of 1-5 built-in effects with sampled knobs on a random preset; ``varied``, the same
+on held-out generated patches ``varied-<seed>`` (sounds no shipped model heard). Input
+and target go to ``suggest`` as WAV files, as a user's would (``unseen.suggest_case``). Budget 0 is the plain models'
 session (search off); the others search under that many ms per step, so their figures
 depend on the machine's speed and load.
 """
@@ -14,16 +14,17 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from serumrnn.core.errors import ParameterError
+from serumrnn.core.reporting import csv_text, machine_text
+from serumrnn.core.runtime import ProgressReporter, atomic_output, progress_reporter, staged_output_dir
 
 TARGET_SETS = ("presets", "varied")
-VARIED_FIRST_SEED = 100_000
 DEFAULT_BUDGETS = (0, 50, 100, 200, 300, 600)
 FILES = {"csv": "budget_sessions.csv", "summary": "budget_summary.csv", "json": "budget.json",
          "figure": "budget.png"}
@@ -39,57 +40,37 @@ def check_study(kinds: Sequence[str], count: int, budgets: Sequence[float]) -> N
         raise ParameterError("--budgets needs one or more budgets of 0 or more ms, e.g. 0,100,300.")
 
 
-def make_targets(rack, kind: str, count: int, seed: int, folder: Path) -> list[dict]:
-    """``count`` (input WAV, target WAV) pairs of set ``kind`` in ``folder``, with the hidden chain."""
-    from serumrnn.core.audio import write_wav
-    from serumrnn.core.params import sample_knobs
-
-    rng = np.random.default_rng([seed, TARGET_SETS.index(kind)])
-    presets = [preset.name for preset in rack.synth.presets]
-    made = []
-    for index in range(count):
-        source = (presets[int(rng.integers(len(presets)))] if kind == "presets"
-                  else f"varied-{VARIED_FIRST_SEED + 1000 * seed + index}")
-        names = [str(name) for name in rng.permutation(rack.effect_names)[: int(rng.integers(1, 6))]]
-        chain = [(name, sample_knobs(rack.effect(name).params, rng)) for name in names]
-        stem = folder / f"{kind}-{index:03d}"
-        made.append({
-            "set": kind, "index": index, "source": source, "hidden": names,
-            "input": str(write_wav(f"{stem}-input.wav", rack.dry(source), rack.sample_rate)),
-            "target": str(write_wav(f"{stem}-target.wav", rack.render(source, chain), rack.sample_rate)),
-        })
-    return made
-
-
 def budget_study(bundle: Any = None, *, kinds: Sequence[str] = TARGET_SETS, count: int = 24,
                  budgets: Sequence[float] = DEFAULT_BUDGETS, seed: int = 0, selector: str = "rnn",
-                 tolerance: int = 1, advance: Callable[[int], None] = lambda n: None) -> list[dict]:
+                 tolerance: int = 1, progress: ProgressReporter | bool | None = None) -> list[dict]:
     """One row per (target, budget): % closer on MSSMAE of the kept step, steps, and the
     ms and renders of every step run."""
     from serumrnn.core.registry import get_plugin_manager
-    from serumrnn.core.session import resolve_bundle, suggest
+    from serumrnn.core.session import resolve_bundle
+    from serumrnn.core.unseen import build_cases, suggest_case
 
     check_study(kinds, count, budgets)
     rack = get_plugin_manager().rack("builtin")
     loaded = resolve_bundle(bundle, rack)
+    cases = [case for kind in kinds for case in build_cases(kind, count, seed, rack=rack, loudness=loaded.loudness)]
+    sessions = progress_reporter(progress).task("sessions", len(cases) * len(budgets))
     rows = []
     with tempfile.TemporaryDirectory(prefix="serumrnn-budget-") as folder:
-        pairs = [pair for kind in kinds for pair in make_targets(rack, kind, count, seed, Path(folder))]
-        suggest(pairs[0]["input"], pairs[0]["target"], bundle=loaded, search=False)  # load models before timing
-        for pair in pairs:
+        suggest_case(cases[0], Path(folder), rack, bundle=loaded, search=False)  # load models before timing
+        for case in cases:
             for budget in budgets:
-                session = suggest(pair["input"], pair["target"], bundle=loaded, selector=selector, tolerance=tolerance,
-                                  seed=seed, search=budget > 0, budget_ms=float(budget))
+                session = suggest_case(case, Path(folder), rack, bundle=loaded, selector=selector, tolerance=tolerance,
+                                       seed=seed, search=budget > 0, budget_ms=float(budget))
                 rows.append({
-                    "set": pair["set"], "index": pair["index"], "source": pair["source"],
-                    "hidden": " ".join(pair["hidden"]), "budget_ms": float(budget),
+                    "set": case.meta["set"], "index": int(case.case_id.rsplit("-", 1)[1]),
+                    "source": case.meta["source"], "hidden": " ".join(case.true_chain), "budget_ms": float(budget),
                     "closer_pct": session.closer_pct(session.best_metrics, "mssmae"),
                     "initial": session.initial_metrics["mssmae"], "final": session.best_metrics["mssmae"],
                     "steps": len(session.steps), "kept": session.best_index,
                     "step_ms": [step.seconds * 1000 for step in session.steps],
                     "renders": [step.renders for step in session.steps],
                 })
-                advance(1)
+                sessions.advance(1)
     return rows
 
 
@@ -119,8 +100,6 @@ def plot_budget(summary: Sequence[dict], path: str | os.PathLike, *, title: str 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from serumrnn.core.audio import atomic_output
-
     figure = Figure(figsize=(6.4, 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     axis = figure.subplots()
@@ -143,30 +122,16 @@ def plot_budget(summary: Sequence[dict], path: str | os.PathLike, *, title: str 
 
 def write_study(rows: Sequence[dict], summary: Sequence[dict], out_dir: str | os.PathLike, *, meta: dict) -> Path:
     """The sessions and summary as CSV, everything as JSON and the figure, all or nothing."""
-    import csv
     import json
-
-    from serumrnn.core.session import staged_output_dir
 
     with staged_output_dir(out_dir, what="the budget study") as staging:
         for name, table in (("csv", rows), ("summary", summary)):
-            with open(staging / FILES[name], "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=list(table[0]), lineterminator="\n")
-                writer.writeheader()
-                writer.writerows({key: " ".join(f"{v:g}" for v in value) if isinstance(value, list) else value
-                                  for key, value in row.items()} for row in table)
+            (staging / FILES[name]).write_text(csv_text(table), newline="")
         (staging / FILES["json"]).write_text(json.dumps({"meta": meta, "summary": summary, "sessions": rows},
                                                         indent=2) + "\n")
         plot_budget(summary, staging / FILES["figure"], title=f"Quality against search budget ({meta['bundle']}, "
                                                              f"{meta['machine']})")
     return Path(out_dir)
-
-
-def machine() -> str:
-    import platform
-
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores{load}"
 
 
 def run_study(bundle: Any, out_dir: str | os.PathLike, **options: Any) -> tuple[list[dict], list[dict], dict]:
@@ -175,7 +140,7 @@ def run_study(bundle: Any, out_dir: str | os.PathLike, **options: Any) -> tuple[
     from serumrnn.core.session import bundle_path
 
     name = bundle.path.name if hasattr(bundle, "path") else bundle_path(bundle).name
-    meta = {"bundle": name, "machine": machine(), **{k: v for k, v in options.items() if k != "advance"}}
+    meta = {"bundle": name, "machine": machine_text(), **{k: v for k, v in options.items() if k != "progress"}}
     rows = budget_study(bundle, **options)
     summary = summarise(rows)
     meta["seconds"] = round(time.perf_counter() - started, 1)

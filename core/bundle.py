@@ -1,4 +1,4 @@
-"""Model bundles (DESIGN section 2): trained models for one (rack, preset group).
+"""Model bundles: trained models for one (rack, preset group).
 
 A bundle is a folder::
 
@@ -15,7 +15,10 @@ training facts (time, epochs, device, why it stopped).
 
 Loading checks all of it and refuses, with one sentence, a bundle for another rack,
 effect set or feature setting, a corrupt or truncated file, a missing file or a file
-name that leaves the folder. Weights are safetensors only; nothing is unpickled.
+name that leaves the folder. Weights are safetensors only; nothing is unpickled. A
+model's network is built when it is first used (``ModelBundle.model``), so a session
+builds only the models it asks for; each kind of model is fed and read as
+``core/model_kinds.py`` says.
 A bundle may hold any subset of the models; training adds to it, one atomic write at a
 time (a lock file serialises concurrent writers).
 """
@@ -34,16 +37,19 @@ from typing import Any
 
 import numpy as np
 
-from serumrnn.core.audio import atomic_output
 from serumrnn.core.errors import BundleError, OutputError, ParameterError
 from serumrnn.core.features import Features, FeatureSettings
 from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
+from serumrnn.core.model_kinds import PARAMS, SELECTOR_KINDS, ModelKind, model_kind_for
 from serumrnn.core.params import ParamSpec
+from serumrnn.core.runtime import file_lock, write_bytes_atomic, write_json_atomic
 
 BUNDLE_FORMAT = "serumrnn-bundle"
 FORMAT_VERSION = 1
 META_FILE = "bundle.json"
-SELECTOR_KINDS = ("rnn", "ni", "cnn")
+LOCK_FILE = ".lock"
+# Longest wait for another writer's lock on a bundle (it holds it for one JSON write).
+LOCK_WAIT_S = 60.0
 # ParamSpec fields that change what a model learnt; display fields (label, unit) do not.
 _MODEL_SPEC_FIELDS = ("name", "kind", "sample_ranges", "classes", "default", "sampled")
 _MODEL_NAME = re.compile(r"^(params|selector)-[A-Za-z0-9][A-Za-z0-9_-]*$")
@@ -57,7 +63,9 @@ def selector_model_name(kind: str) -> str:
     return f"selector-{kind}"
 
 
-def _spec_key(spec_json: Mapping) -> dict:
+def model_spec_key(spec_json: Mapping) -> dict:
+    """The fields of a knob's ``ParamSpec`` JSON that change what a model learns (a
+    model fits another rack or dataset when these are equal)."""
     return {field: json.loads(json.dumps(spec_json.get(field))) for field in _MODEL_SPEC_FIELDS}
 
 
@@ -90,39 +98,17 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    """Exclusive lock on ``folder/.lock`` (POSIX), so concurrent trainings do not lose
-    each other's ``bundle.json`` updates."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no concurrent writers expected
-        yield
-        return
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def write_bytes_atomic(path: Path, data: bytes, suffix: str) -> None:
-    """Write ``data`` to ``path`` atomically, readable like any file the user creates
-    (temporary files start private)."""
-    with atomic_output(path, suffix=suffix) as temp:
-        temp.write_bytes(data)
-        os.chmod(temp, _umask_mode())
+def _locked(folder: Path) -> contextlib.AbstractContextManager[None]:
+    """Exclusive lock on ``folder/.lock``, so concurrent trainings do not lose each
+    other's ``bundle.json`` updates. A writer holds it for one read and write of
+    ``bundle.json``, so waiting is short; a lock held far longer is refused in one sentence."""
+    return file_lock(folder / LOCK_FILE, wait_s=LOCK_WAIT_S, busy=BundleError(
+        f"Another serumrnn command has held '{folder / LOCK_FILE}' for over {LOCK_WAIT_S:.0f} s; "
+        "wait for it to finish, or train into another --out folder."))
 
 
 def _write_json_atomic(path: Path, data: Mapping) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2) + "\n").encode(), ".json")
+    write_json_atomic(path, data, suffix=".json")
 
 
 class ModelBundle:
@@ -151,6 +137,8 @@ class ModelBundle:
             name: tuple(ParamSpec.from_json(spec) for spec in meta["effects"][name]) for name in self.effect_names
         }
         self._models: dict[str, Any] = {}
+        # Weights read and verified by load, kept until their model is first built.
+        self._weights: dict[str, dict] = {}
 
     # -- creation ---------------------------------------------------------------------
     @classmethod
@@ -229,8 +217,8 @@ class ModelBundle:
                 "train a bundle for it."
             )
         for name in names:
-            mine = [_spec_key(s) for s in self.meta["effects"][name]]
-            theirs = [_spec_key(s) for s in specs[name]]
+            mine = [model_spec_key(s) for s in self.meta["effects"][name]]
+            theirs = [model_spec_key(s) for s in specs[name]]
             if mine != theirs:
                 raise BundleError(
                     f"{where} was trained for other knobs of effect {name} than {other} has; train a bundle for it."
@@ -256,7 +244,9 @@ class ModelBundle:
             model-relevant knob specs), sample rate and clip duration.
         device: torch device for inference (``"cpu"``, ``"cuda"``).
         feature_settings: when given, must equal the bundle's.
-        build_models: False only checks ``bundle.json`` (training uses it to add models).
+        build_models: True also reads and verifies every model's weights file; each
+            network is built when first used (``model``). False only checks
+            ``bundle.json`` (training uses it to add models).
         threads: torch CPU threads during inference (1 is fastest for single examples on
             a busy machine); ``None`` keeps torch's setting.
 
@@ -284,7 +274,8 @@ class ModelBundle:
             raise BundleError(f"Bundle '{path}' was trained with other feature settings than requested; use a matching bundle.")
         if build_models:
             for name in meta["models"]:
-                bundle._models[name] = bundle._build(name)
+                bundle._description(name)  # a model described inconsistently is refused here
+                bundle._weights[name] = bundle.read_weights(name)
         return bundle
 
     @staticmethod
@@ -357,20 +348,30 @@ class ModelBundle:
                 f"{entry['file']} of bundle '{self.path}' is not a valid safetensors file ({type(exc).__name__}); retrain that model."
             ) from None
 
-    def _build(self, name: str):
-        import torch
-
-        from serumrnn.core.models import ModelConfig, build_model
+    def _description(self, name: str) -> tuple[ModelKind, Any]:
+        """The kind and layer config ``bundle.json`` records for model ``name``."""
+        from serumrnn.core.models import ModelConfig
 
         entry = self.meta["models"][name]
         try:
-            config = ModelConfig.from_json(entry["config"])
-            task = entry["task"]
-            specs = self.effect_specs[entry["effect"]] if task == "params" else ()
-            model = build_model(task, self.feature_settings, config, specs=specs, n_effects=len(self.effect_names))
+            return model_kind_for(entry["task"], self.effect_specs, entry.get("effect")), ModelConfig.from_json(entry["config"])
         except (KeyError, TypeError, ValueError, ParameterError) as exc:
             raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
-        weights = self.read_weights(name)
+
+    def model_kind(self, name: str) -> ModelKind:
+        """How model ``name`` is built, fed and read (``core/model_kinds.py``)."""
+        self._check_has(name)
+        return self._description(name)[0]
+
+    def _build(self, name: str):
+        import torch
+
+        kind, config = self._description(name)
+        try:
+            model = kind.build(self.feature_settings, config)
+        except (TypeError, ValueError, ParameterError) as exc:
+            raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
+        weights = self._weights.pop(name, None) or self.read_weights(name)
         try:
             model.load_state_dict(weights, strict=True)
         except RuntimeError:
@@ -404,7 +405,7 @@ class ModelBundle:
 
         if not _MODEL_NAME.match(name):
             raise ParameterError(f"Model name {name!r} is not valid; use params-<effect> or selector-<kind>.")
-        if task == "params" and effect not in self.effect_names:
+        if task == PARAMS and effect not in self.effect_names:
             raise ParameterError(f"Bundle '{self.path}' has no effect {effect!r}; its effects are {', '.join(self.effect_names)}.")
         state = {}
         for key, tensor in model.state_dict().items():
@@ -440,6 +441,7 @@ class ModelBundle:
             _write_json_atomic(self.path / META_FILE, current)
         self.meta = current
         self._models.pop(name, None)
+        self._weights.pop(name, None)
         return self.path / file_name
 
     def save(self) -> None:
@@ -458,10 +460,13 @@ class ModelBundle:
     def has_selector(self, kind: str) -> bool:
         return selector_model_name(kind) in self.meta["models"]
 
-    def model(self, name: str):
-        """The torch module of model ``name`` (built and cached on first use)."""
+    def _check_has(self, name: str) -> None:
         if name not in self.meta["models"]:
             raise BundleError(f"Bundle '{self.path}' has no model {name}; it holds {', '.join(self.model_names) or 'none'}.")
+
+    def model(self, name: str):
+        """The torch module of model ``name`` (built and cached on first use)."""
+        self._check_has(name)
         if name not in self._models:
             self._models[name] = self._build(name)
         return self._models[name]
@@ -476,18 +481,11 @@ class ModelBundle:
                 f"bundle '{self.path}' expects {mel_shape}/{mfcc_shape}; extract them with the bundle's feature settings."
             )
 
-    def _pair_arrays(self, current: Features, target: Features) -> tuple[np.ndarray, np.ndarray]:
-        """Two-channel model inputs: mel ``(2, n_mels, n_frames)`` and mfcc ``(2, n_mfcc, n_frames)``."""
-        self._check_features(current, "current sound")
-        self._check_features(target, "target sound")
-        mel = np.stack([current.norm_mel, target.norm_mel]).astype(np.float32, copy=False)
-        mfcc = np.stack([current.mfcc, target.mfcc]).astype(np.float32, copy=False)
-        return mel, mfcc
-
-    def _tensor(self, array: np.ndarray):
-        import torch
-
-        return torch.from_numpy(np.ascontiguousarray(array)).to(self.device)
+    def _check_inputs(self, currents: Sequence[Features], targets: Sequence[Features]) -> None:
+        for features in currents:
+            self._check_features(features, "current sound")
+        for features in targets:
+            self._check_features(features, "target sound")
 
     def predict_knobs(self, effect: str, current: Features, target: Features) -> dict[str, float]:
         """Knobs of ``effect`` that turn ``current`` toward ``target``: its sampled knobs
@@ -502,40 +500,17 @@ class ModelBundle:
                              ) -> list[tuple[dict[str, float], dict[str, list[tuple[float, float]]]]]:
         """``predict_knobs_batch`` plus, per categorical knob, every class as ``(knob value,
         probability)``, most probable first (the search tries the runners-up)."""
-        import torch
-
-        from serumrnn.core.models import split_specs
-
         if effect not in self.effect_specs:
             raise ParameterError(f"Bundle '{self.path}' has no effect {effect!r}; its effects are {', '.join(self.effect_names)}.")
         if len(currents) != len(targets):
             raise ParameterError(f"Got {len(currents)} current sounds but {len(targets)} targets; give one target per sound.")
         if not currents:
             return []
-        model = self.model(param_model_name(effect))
-        pairs = [self._pair_arrays(c, t) for c, t in zip(currents, targets)]
-        mel = self._tensor(np.stack([p[0] for p in pairs]))
-        mfcc = self._tensor(np.stack([p[1] for p in pairs]))
-        with torch.inference_mode(), _torch_threads(self.threads):
-            continuous, logits = model(mel, mfcc)
-            continuous = continuous.float().clamp(0.0, 1.0).cpu().numpy()
-            classes = [head.argmax(dim=1).cpu().numpy() for head in logits]
-            probabilities = [torch.softmax(head.float(), dim=1).cpu().numpy() for head in logits]
-        continuous_specs, categorical_specs = split_specs(self.effect_specs[effect])
-        results = []
-        for row in range(len(pairs)):
-            values = {spec.name: float(continuous[row, i]) for i, spec in enumerate(continuous_specs)}
-            values.update({spec.name: spec.class_knob(int(classes[i][row])) for i, spec in enumerate(categorical_specs)})
-            ordered = [spec.name for spec in self.effect_specs[effect] if spec.name in values]
-            ranked = {}
-            for i, spec in enumerate(categorical_specs):
-                row_probabilities = probabilities[i][row]
-                # The argmax first, as predict_knobs gives it, then the others by probability.
-                order = [int(classes[i][row]), *(int(c) for c in np.argsort(-row_probabilities, kind="stable")
-                                                 if c != classes[i][row])]
-                ranked[spec.name] = [(spec.class_knob(c), float(row_probabilities[c])) for c in order]
-            results.append(({name: values[name] for name in ordered}, ranked))
-        return results
+        name = param_model_name(effect)
+        model, kind = self.model(name), self.model_kind(name)
+        self._check_inputs(currents, targets)
+        with _torch_threads(self.threads):
+            return kind.predict(model, currents, targets, device=self.device)
 
     def selector_probabilities(self, kind: str, history: Sequence[Features], applied: Sequence[str],
                                target: Features) -> np.ndarray:
@@ -551,8 +526,6 @@ class ModelBundle:
         applied: effect names applied so far, in order.
         target: features of the target.
         """
-        import torch
-
         if kind not in SELECTOR_KINDS:
             raise ParameterError(f"Unknown selector {kind!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
         if len(history) != len(applied) + 1:
@@ -562,29 +535,12 @@ class ModelBundle:
         unknown = [name for name in applied if name not in self.effect_names]
         if unknown:
             raise ParameterError(f"Bundle '{self.path}' has no effect {unknown[0]!r}; its effects are {', '.join(self.effect_names)}.")
-        model = self.model(selector_model_name(kind))
-        if kind == "cnn":
-            mel, mfcc = self._pair_arrays(history[0], target)
-            with torch.inference_mode(), _torch_threads(self.threads):
-                logits = model(self._tensor(mel[None]), self._tensor(mfcc[None]))
-                return torch.sigmoid(logits.float())[0].cpu().numpy().astype(np.float64)
-        if len(applied) >= len(self.effect_names):
-            raise ParameterError("Every effect has been applied already; there is no next effect to choose.")
-        steps = history if kind == "rnn" else [history[0]] * len(history)
-        pairs = [self._pair_arrays(step, target) for step in steps]
-        one_hot = np.zeros((len(steps), len(self.effect_names) + 1), dtype=np.float32)
-        one_hot[0, 0] = 1.0
-        # Cumulative, as in the training views: step t marks every effect applied before it.
-        for step in range(1, len(steps)):
-            for name in applied[:step]:
-                one_hot[step, 1 + self.effect_names.index(name)] = 1.0
-        mel = self._tensor(np.stack([p[0] for p in pairs])[None])
-        mfcc = self._tensor(np.stack([p[1] for p in pairs])[None])
-        lengths = torch.tensor([len(steps)])
-        with torch.inference_mode(), _torch_threads(self.threads):
-            logits = model(mel, mfcc, self._tensor(one_hot[None]), lengths)
-            probabilities = torch.softmax(logits[0, len(steps) - 1].float(), dim=0)
-        return probabilities.cpu().numpy().astype(np.float64)
+        name = selector_model_name(kind)
+        model, model_kind = self.model(name), self.model_kind(name)
+        self._check_inputs(history, [target])
+        with _torch_threads(self.threads):
+            return model_kind.predict(model, history, [self.effect_names.index(name) for name in applied], target,
+                                      device=self.device)
 
     def describe(self) -> list[dict]:
         """One row per model: name, task, size, dtype, parameters, key metrics, training time."""

@@ -1,5 +1,5 @@
-"""Dataset generation (DESIGN section 6): sampled effect chains, every sub-chain
-rendered, features stored in memory-mappable shards with a parquet manifest.
+"""Dataset generation (docs/design.md, "Data flow"): sampled effect chains, every
+sub-chain rendered, features stored in memory-mappable shards with a parquet manifest.
 
 Layout of a dataset directory::
 
@@ -8,7 +8,7 @@ Layout of a dataset directory::
     DIR/shards/shard-00000.mel.npy    float16 (n, n_mels, n_frames): db_mel / top_db
     DIR/shards/shard-00000.mfcc.npy   float16 (n, n_mfcc, n_frames)
     DIR/shards/shard-00000.parquet    the shard's manifest rows (written last)
-    DIR/.lock                     fcntl lock held while a generator writes
+    DIR/.lock                     lock file held while a generator writes
 
 What gets rendered: for each preset and each non-empty subset of the rack's effects,
 ``chains_per_combo`` chains (random order, sampled knobs, unique per preset and
@@ -34,7 +34,6 @@ import contextlib
 import hashlib
 import json
 import os
-import queue as queue_module
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,6 +46,9 @@ import numpy as np
 from serumrnn.core.errors import DatasetError, OutputError, ParameterError
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.params import sample_knobs
+from serumrnn.core.runtime import (
+    ProgressReporter, WorkerPool, file_lock, progress_reporter, report_from_worker, single_threaded, write_json_atomic,
+)
 
 FORMAT_VERSION = 1
 # Renders per shard: large enough that per-shard overhead vanishes, small enough
@@ -308,10 +310,9 @@ def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
 
-def _write_json_atomic(path: Path, data: Mapping) -> None:
-    temp = _temp_path(path)
-    temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
+def _write_metadata(out_dir: Path, data: Mapping) -> None:
+    # ".tmp": a temporary left by a killed run is cleared by the next one
+    write_json_atomic(out_dir / DATASET_JSON, data, sort_keys=True, suffix=".tmp")
 
 
 def _disk_error(exc: OSError, where: Path) -> OutputError:
@@ -326,23 +327,11 @@ def size_on_disk(folder: Path) -> int:
     return sum(path.stat().st_size for path in Path(folder).rglob("*") if path.is_file())
 
 
-@contextlib.contextmanager
-def exclusive_lock(out_dir: Path) -> Iterator[None]:
+def exclusive_lock(out_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Hold ``DIR/.lock`` exclusively; refuse at once if another generator holds it.
     The OS drops the lock when the holder dies, even by SIGKILL."""
-    import fcntl
-
-    handle = open(Path(out_dir) / LOCK_FILE, "a+")
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise DatasetError(
-                f"Another serumrnn generate is writing '{out_dir}'; wait for it to finish or choose another --out."
-            ) from None
-        yield
-    finally:
-        handle.close()
+    return file_lock(Path(out_dir) / LOCK_FILE, busy=DatasetError(
+        f"Another serumrnn generate is writing '{out_dir}'; wait for it to finish or choose another --out."))
 
 
 # --- one shard -------------------------------------------------------------------------
@@ -383,16 +372,6 @@ def _worker_rack(rack_name: str):
     return racks[rack_name]
 
 
-def _single_threaded():
-    """Single-threaded BLAS: no oversubscription with one worker per core, and the
-    same arithmetic in every worker and backend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (librosa)
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
-
-
 def render_shard(
     out_dir: str | os.PathLike,
     metadata: Mapping,
@@ -404,7 +383,7 @@ def render_shard(
     ``report(n)`` is called as renders complete (progress). Files appear under their
     final names only once complete, the manifest last.
     """
-    with _single_threaded():
+    with single_threaded():
         return _render_shard(Path(out_dir), metadata, ShardPlan.from_json(shard_json), report or (lambda n: None))
 
 
@@ -519,49 +498,14 @@ def chain_knobs_json(chain: SampledChain) -> str:
 
 # --- running shards ----------------------------------------------------------------------
 
-_progress_queue = None
 # Imported once by the forkserver so that each worker starts warm.
 _WORKER_PRELOAD = ("serumrnn.core.dataset", "serumrnn.core.features", "serumrnn.core.registry", "librosa",
                    "scipy.fft", "scipy.signal", "pyarrow.parquet", "pedalboard")
 
 
-def _init_pool_worker(progress_queue, owner_pid: int) -> None:
-    global _progress_queue
-    _progress_queue = progress_queue
-    import threading
-
-    threading.Thread(target=_exit_when_orphaned, args=(owner_pid,), daemon=True).start()
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a killed process not yet reaped by its parent is a zombie: gone all the same
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _exit_when_orphaned(owner_pid: int, interval_s: float = 0.5) -> None:
-    """A pool worker's parent is the forkserver, which outlives a SIGKILLed generator:
-    without this, workers would go on rendering (and writing shards) for a dead run,
-    racing the rerun that now holds the lock."""
-    while _process_alive(owner_pid):
-        time.sleep(interval_s)
-    os._exit(1)
-
-
-def _pool_task(out_dir: str, metadata: Mapping, shard_json: Mapping) -> tuple[int, int]:
-    def report(n: int) -> None:
-        if _progress_queue is not None:
-            _progress_queue.put(n)
-
-    return shard_json["index"], render_shard(out_dir, metadata, shard_json, report)
+def _pool_task(task: tuple[str, Mapping, Mapping]) -> tuple[int, int]:
+    out_dir, metadata, shard_json = task
+    return shard_json["index"], render_shard(out_dir, metadata, shard_json, report_from_worker)
 
 
 def _ray_task(out_dir: str, metadata: Mapping, shard_json: Mapping) -> tuple[int, int]:
@@ -574,42 +518,8 @@ def _run_in_process(out_dir, metadata, shards, advance) -> None:
 
 
 def _run_process_pool(out_dir, metadata, shards, workers, advance) -> None:
-    import concurrent.futures
-    import multiprocessing
-
-    # Workers never fork this process (its threads and locks); a forkserver that has
-    # imported the heavy modules once forks them warm. spawn where there is no forkserver.
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(_WORKER_PRELOAD))
-    else:  # pragma: no cover - Windows
-        context = multiprocessing.get_context("spawn")
-    progress_queue = context.Queue()
-
-    def drain() -> None:
-        while True:
-            try:
-                advance(progress_queue.get_nowait())
-            except queue_module.Empty:
-                return
-
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_pool_worker, initargs=(progress_queue, os.getpid())
-    ) as pool:
-        futures = {pool.submit(_pool_task, str(out_dir), metadata, shard.to_json()) for shard in shards}
-        try:
-            while futures:
-                done, futures = concurrent.futures.wait(
-                    futures, timeout=0.25, return_when=concurrent.futures.FIRST_COMPLETED
-                )
-                drain()
-                for future in done:
-                    future.result()  # re-raise a worker's error here
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-    drain()
+    with WorkerPool(workers, preload=_WORKER_PRELOAD) as pool:
+        pool.run(_pool_task, [(str(out_dir), metadata, shard.to_json()) for shard in shards], progress=advance)
 
 
 def _run_ray(out_dir, metadata, shards, address, workers, advance) -> None:
@@ -695,7 +605,7 @@ def generate_dataset(
     seed: int,
     workers: int | None = None,
     ray_address: str | None = None,
-    progress: bool = True,
+    progress: ProgressReporter | bool | None = None,
     presets: Sequence[str] | None = None,
     renders_per_shard: int = RENDERS_PER_SHARD,
     varied: int = 0,
@@ -714,7 +624,8 @@ def generate_dataset(
     seed: non-negative integer; the same seed gives the same bytes.
     workers: processes (default: all cores); 1 renders in this process.
     ray_address: run shards as Ray tasks instead (``"local"`` starts a local Ray).
-    progress: show a rich progress bar.
+    progress: where renders done are reported (``core.runtime.ProgressReporter``;
+        ``None`` or ``False``: nowhere).
     presets: restrict the group to these presets (tests, small experiments).
     renders_per_shard: shard size (part of the config).
     varied, varied_first_seed: add this many generated patches ``varied-<seed>`` of the
@@ -778,7 +689,7 @@ def generate_dataset(
         try:
             (out_dir / SHARD_DIR).mkdir(exist_ok=True)
             if existing is None:
-                _write_json_atomic(out_dir / DATASET_JSON, {**metadata, "status": "incomplete"})
+                _write_metadata(out_dir, {**metadata, "status": "incomplete"})
             # Temporaries of a killed run: we hold the lock, so nobody is writing them.
             for stale in (out_dir / SHARD_DIR).glob(".*.tmp"):
                 stale.unlink()
@@ -793,7 +704,7 @@ def generate_dataset(
             return _summary(out_dir, metadata, total, 0, len(shards), time.perf_counter() - started, skipped=True)
 
         rendered_now = sum(shard.n_renders for shard in pending)
-        with _progress_bar(progress, total, total - rendered_now) as advance:
+        with _render_progress(progress_reporter(progress), total, total - rendered_now) as advance:
             n_workers = min(workers or os.cpu_count() or 1, max(1, len(pending)))
             if not pending:
                 pass  # every shard is there; only the manifest needs (re)writing
@@ -808,36 +719,22 @@ def generate_dataset(
 
 
 @contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, already_done: int) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TaskProgressColumn, TextColumn,
-        TimeElapsedColumn, TimeRemainingColumn,
-    )
-    from rich.text import Text
-
-    class RateColumn(ProgressColumn):
-        def render(self, task) -> Text:  # renders/s of this run (finished shards excluded)
-            return Text(f"{task.fields.get('rate', 0.0):,.0f} renders/s")
-
+def _render_progress(reporter: ProgressReporter, total: int, already_done: int) -> Iterator[Callable[[int], None]]:
+    """``advance(n)`` for ``n`` more renders, reported with this run's renders per second
+    (shards finished by an earlier run do not count towards the rate)."""
+    task = reporter.task("rendering", total, done=already_done, unit="renders")
     start = time.perf_counter()
     done_now = 0
-    with Progress(
-        TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        RateColumn(), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=Console(stderr=True), transient=False,
-    ) as bar:
-        task = bar.add_task("renders", total=total, completed=already_done, rate=0.0)
 
-        def advance(n: int) -> None:
-            nonlocal done_now
-            done_now += n
-            bar.update(task, advance=n, rate=done_now / max(time.perf_counter() - start, 1e-9))
+    def advance(n: int) -> None:
+        nonlocal done_now
+        done_now += n
+        task.advance(n, rate=done_now / max(time.perf_counter() - start, 1e-9))
 
+    try:
         yield advance
+    finally:
+        task.close()
 
 
 def _finalize(out_dir: Path, metadata: Mapping, shards: Sequence[ShardPlan]) -> None:
@@ -857,9 +754,9 @@ def _finalize(out_dir: Path, metadata: Mapping, shards: Sequence[ShardPlan]) -> 
         temp = _temp_path(out_dir / MANIFEST)
         pq.write_table(manifest, temp)
         os.replace(temp, out_dir / MANIFEST)
-        _write_json_atomic(out_dir / DATASET_JSON, {**metadata, "status": "complete", "counts": counts})
     except OSError as exc:
         raise _disk_error(exc, out_dir) from None
+    _write_metadata(out_dir, {**metadata, "status": "complete", "counts": counts})
 
 
 def _summary(out_dir, metadata, total, rendered_now, n_shards, seconds, skipped=False) -> dict:

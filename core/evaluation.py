@@ -1,4 +1,4 @@
-"""Evaluation of a model bundle on a dataset's held-out split (DESIGN section 9), in the
+"""Evaluation of a model bundle on a dataset's held-out split, in the
 shapes of the paper's Tables 2-6 and Figure 4, plus per-step latency.
 
 - Table 2, parameter models: pairs (input = a sub-chain render lacking the effect,
@@ -27,8 +27,6 @@ of worker processes.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import time
@@ -44,8 +42,12 @@ from serumrnn.core import paper_figures as paper
 from serumrnn.core.errors import BundleError, DatasetError, ParameterError
 from serumrnn.core.loudness import convention_from_json
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, TABLE_SCALE
+from serumrnn.core.reporting import csv_text, machine_text, markdown_table
+from serumrnn.core.runtime import (
+    ProgressReporter, WorkerPool, progress_reporter, single_threaded, staged_output_dir,
+)
 from serumrnn.core.search import DEFAULT_BUDGET_MS, DEFAULT_MAX_RENDERS, SEARCH_ONLY, SearchOptions
-from serumrnn.core.session import best_step_index, staged_output_dir, steps_before_stopping
+from serumrnn.core.session import best_step_index, steps_before_stopping
 
 SYSTEMS: tuple[str, ...] = ("oracle", "rnn", "ni", "cnn", "random", "cnn-1s")
 SYSTEM_LABELS: Mapping[str, str] = {
@@ -84,7 +86,8 @@ FILES = {
 class EvaluationOptions:
     """pairs: session pairs (Tables 4-6, Figure 4, latency), ``pairs / 5`` per chain
     length; param_pairs: pairs per effect for Table 2; tolerance and metric: the
-    stopping rule of Tables 4-6; split: the dataset split; workers: processes."""
+    stopping rule of Tables 4-6; split: the dataset split; workers: processes;
+    progress: where each table's progress is reported (``core.runtime.ProgressReporter``)."""
 
     pairs: int = 1000
     param_pairs: int = 1000
@@ -93,7 +96,7 @@ class EvaluationOptions:
     tolerance: int = 1
     split: str = "test"
     workers: int = 1
-    progress: bool = True
+    progress: ProgressReporter | bool | None = None
     # Also run SEARCH_SYSTEMS with this time budget per step (their figures depend on speed).
     search: bool = False
     search_budget_ms: float | None = DEFAULT_BUDGET_MS
@@ -114,33 +117,6 @@ class EvaluationOptions:
 
 
 # -- results ---------------------------------------------------------------------------------
-def _fmt(value: Any, digits: int = 2) -> str:
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "-"
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def _markdown_table(rows: Sequence[Mapping], columns: Sequence[tuple[str, str]], digits: int = 2) -> str:
-    """A GitHub Markdown table of ``rows`` with ``(key, header)`` columns."""
-    text_columns = {key for key, _ in columns if any(isinstance(row.get(key), str) for row in rows)}
-    lines = ["| " + " | ".join(header for _, header in columns) + " |",
-             "|" + "|".join("---" if key in text_columns else "---:" for key, _ in columns) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_fmt(row.get(key), digits) for key, _ in columns) + " |")
-    return "\n".join(lines)
-
-
-def _csv_text(rows: Sequence[Mapping]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
 STEP_COLUMNS = tuple(f"step_{length}" for length in CHAIN_LENGTHS)
 # Systems set against SerumRNN in the "where other systems beat it" lines.
 RIVALS: tuple[str, ...] = ("ni", "cnn", "cnn-1s")
@@ -161,14 +137,14 @@ def stopping_text(tolerance: int, metric: str) -> str:
 
 def systems_markdown(rows: Sequence[Mapping]) -> str:
     """Table 4 (and the unseen sets' Table 4) as Markdown."""
-    return _markdown_table(rows, [("source", "source"), ("system", "system"), ("kept", "kept"),
+    return markdown_table(rows, [("source", "source"), ("system", "system"), ("kept", "kept"),
                                   *((m, m.upper()) for m in METRICS), ("pairs", "pairs"),
                                   ("renders_per_step", "renders/step"), ("ms_per_step", "ms/step")])
 
 
 def progress_markdown(rows: Sequence[Mapping]) -> str:
     """Tables 5/6 (and the unseen sets' per-system Table 5) as Markdown."""
-    return _markdown_table(rows, [("source", "source"), ("kept", "kept"), ("metric", "metric"),
+    return markdown_table(rows, [("source", "source"), ("kept", "kept"), ("metric", "metric"),
                                   ("initial", "init."), ("final", "final"), ("delta", "Δ"), ("delta_pct", "Δ%"),
                                   *((column, f"Δ step {column.split('_')[1]}") for column in STEP_COLUMNS)])
 
@@ -240,7 +216,7 @@ class EvaluationResult:
         written = []
         for name, rows in self.tables().items():
             path = Path(out_dir) / FILES[name]
-            path.write_text(_csv_text(rows))
+            path.write_text(csv_text(rows))
             written.append(path)
         return written
 
@@ -262,7 +238,7 @@ class EvaluationResult:
             "appended after the sub-chain, where a session puts it (Δ, Δ% are of this output); *in place*: "
             "the effect inserted at its place in the hidden order (as earlier versions of this table did).",
             "",
-            _markdown_table(self.parameter_models, [
+            markdown_table(self.parameter_models, [
                 ("effect", "effect"), ("metric", "metric"), ("pairs", "pairs"), ("input", "input"),
                 ("output", "output"), ("delta", "Δ"), ("delta_pct", "Δ%"), ("output_in_place", "in place"),
                 ("delta_pct_in_place", "in place Δ%"), ("paper_input", "paper input"),
@@ -276,7 +252,7 @@ class EvaluationResult:
             f"effects applied in a random order often commute). *{EXACT}*: the paper's definition. "
             "*chance* is the exact expectation of a uniform pick among the unused effects.",
             "",
-            _markdown_table(self.selection, [
+            markdown_table(self.selection, [
                 ("source", "source"), ("system", "system"), ("measure", "measure"),
                 *((column, column.split("_")[1]) for column in STEP_COLUMNS), ("all", "all"), ("n", "n"),
             ], digits=3),
@@ -319,7 +295,7 @@ class EvaluationResult:
             "",
             "Solid lines keep the last step applied (the paper's rule), dashed lines the best step.",
             "",
-            _markdown_table(curve_rows, [("system", "system"), ("kept", "kept"),
+            markdown_table(curve_rows, [("system", "system"), ("kept", "kept"),
                                          *((f"t{t}", f"tolerate {t}") for t in range(MAX_TOLERANCE + 1))]),
             "",
             "### Latency",
@@ -329,7 +305,7 @@ class EvaluationResult:
             f"it applies with tolerance {meta['tolerance']}. The paper reports about "
             f"{paper.STEP_LATENCY_MS:.0f} ms per step.",
             "",
-            _markdown_table(self.latency, [
+            markdown_table(self.latency, [
                 ("system", "system"), ("step_median_ms", "step median ms"), ("step_p95_ms", "step p95 ms"),
                 ("steps", "steps"), ("session_median_ms", "session median ms"),
                 ("session_p95_ms", "session p95 ms"), ("sessions", "sessions"),
@@ -383,7 +359,7 @@ def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathL
     """``(reader, rack, bundle)`` after checking that they belong together: the
     dataset's rack exists, the bundle is for it (effects, knobs, audio settings) and for
     the dataset's feature settings, every parameter model is there, and the split has chains."""
-    from serumrnn.core.bundle import _spec_key
+    from serumrnn.core.bundle import model_spec_key
     from serumrnn.core.features import FeatureSettings
     from serumrnn.core.registry import get_plugin_manager
     from serumrnn.core.session import resolve_bundle
@@ -392,8 +368,8 @@ def open_for_evaluation(bundle_path: str | os.PathLike, data_dir: str | os.PathL
     reader = DatasetReader(data_dir)
     rack = get_plugin_manager().rack(reader.metadata["config"]["rack"])
     # Only the knob fields that change the sound count (a relabelled knob is the same knob).
-    dataset_specs = {name: [_spec_key(spec.to_json()) for spec in reader.specs[name]] for name in reader.effect_names}
-    rack_specs = {name: [_spec_key(spec.to_json()) for spec in rack.effect(name).params] for name in rack.effect_names}
+    dataset_specs = {name: [model_spec_key(spec.to_json()) for spec in reader.specs[name]] for name in reader.effect_names}
+    rack_specs = {name: [model_spec_key(spec.to_json()) for spec in rack.effect(name).params] for name in rack.effect_names}
     if tuple(reader.effect_names) != rack.effect_names or dataset_specs != rack_specs:
         raise DatasetError(
             f"Dataset '{reader.path}' was generated with other effects or knobs than rack {rack.name} has now; "
@@ -449,13 +425,12 @@ _WORKER_PRELOAD = ("serumrnn.core.evaluation", "serumrnn.core.session", "serumrn
 def _init_worker(bundle_path: str, rack_name: str, metric: str) -> None:
     """Load the rack and bundle once per worker process, single-threaded BLAS."""
     from serumrnn.core.bundle import ModelBundle
-    from serumrnn.core.dataset import _single_threaded
     from serumrnn.core.features import LibrosaFeatureExtractor
     from serumrnn.core.registry import get_plugin_manager
 
     manager = get_plugin_manager()
     rack = manager.rack(rack_name)
-    limits = _single_threaded()
+    limits = single_threaded()
     limits.__enter__()  # for the worker's lifetime
     _worker.update(rack=rack, bundle=ModelBundle.load(bundle_path, rack=rack), manager=manager,
                    extractor=LibrosaFeatureExtractor(), metric=metric, limits=limits)
@@ -549,8 +524,10 @@ def _task_runner(bundle, rack, metric: str, workers: int) -> Iterator[Callable]:
     """``run(function, tasks, advance, sizes=None) -> results in task order``, calling
     ``advance(sizes[i])`` (default 1) as task ``i`` finishes: in this process for one
     worker, else in a process pool whose workers load the rack and bundle once."""
+    def size(sizes, index: int) -> int:
+        return sizes[index] if sizes else 1
+
     if workers <= 1:
-        from serumrnn.core.dataset import _single_threaded
         from serumrnn.core.features import LibrosaFeatureExtractor
         from serumrnn.core.registry import get_plugin_manager
 
@@ -561,39 +538,20 @@ def _task_runner(bundle, rack, metric: str, workers: int) -> Iterator[Callable]:
             results = []
             for index, task in enumerate(tasks):
                 results.append(function(task))
-                advance(sizes[index] if sizes else 1)
+                advance(size(sizes, index))
             return results
 
         try:
-            with _single_threaded():
+            with single_threaded():
                 yield run_here
         finally:
             _worker.clear()
         return
 
-    import concurrent.futures
-    import multiprocessing
-
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(list(_WORKER_PRELOAD))
-    else:  # pragma: no cover - Windows
-        context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_init_worker,
-                                                initargs=(str(bundle.path), rack.name, metric)) as pool:
+    with WorkerPool(workers, preload=_WORKER_PRELOAD, initializer=_init_worker,
+                    initargs=(str(bundle.path), rack.name, metric)) as pool:
         def run_pool(function, tasks, advance, sizes=None):
-            futures = {pool.submit(function, task): index for index, task in enumerate(tasks)}
-            results: list[Any] = [None] * len(tasks)
-            try:
-                for future in concurrent.futures.as_completed(futures):
-                    index = futures[future]
-                    results[index] = future.result()
-                    advance(sizes[index] if sizes else 1)
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
-            return results
+            return pool.run(function, tasks, done=lambda index: advance(size(sizes, index)))
 
         yield run_pool
 
@@ -653,28 +611,23 @@ def parameter_model_rows(results: Mapping[str, np.ndarray], group: str) -> list[
 # -- Table 3 ------------------------------------------------------------------------------------
 def _model_step_picks(reader, bundle, kind: str, split: str) -> list[tuple[list[int], list[int]]]:
     """``(order, picks)`` per chain: rack indices of the hidden order and of the model's
-    pick at each step (most probable unused effect), teacher forced, batched."""
-    import torch
+    pick at each step (``most_probable_unused``, as a session), teacher forced, batched."""
     from torch.utils.data import DataLoader
 
-    from serumrnn.core.views import SelectionSequences
+    from serumrnn.core.bundle import selector_model_name
+    from serumrnn.core.model_kinds import most_probable_unused
 
-    view = SelectionSequences(reader, split)
-    model = bundle.model(f"selector-{kind}")
-    device = torch.device(bundle.device)
+    name = selector_model_name(kind)
+    model, model_kind = bundle.model(name), bundle.model_kind(name)
+    effects = range(len(reader.effect_names))  # picks are rack indices
     out = []
-    with torch.inference_mode():
-        for batch in DataLoader(view, batch_size=32):
-            logits = model(*(batch[key].to(device) for key in ("mel", "mfcc", "applied", "length"))).double().cpu()
-            labels, lengths = batch["labels"].numpy(), batch["length"].numpy()
-            for row in range(len(lengths)):
-                order = [int(label) for label in labels[row, : lengths[row]]]
-                picks = []
-                for step in range(len(order)):
-                    scores = logits[row, step].numpy().copy()
-                    scores[order[:step]] = -np.inf  # as the session: never a used effect
-                    picks.append(int(np.argmax(scores)))
-                out.append((order, picks))
+    for batch in DataLoader(model_kind.training_view(reader, split), batch_size=32):
+        logits = model_kind.infer(model, batch, bundle.device).double().cpu().numpy()
+        labels, lengths = batch["labels"].numpy(), batch["length"].numpy()
+        for row in range(len(lengths)):
+            order = [int(label) for label in labels[row, : lengths[row]]]
+            out.append((order, [most_probable_unused(logits[row, step], effects, order[:step])[0]
+                                for step in range(len(order))]))
     return out
 
 
@@ -683,7 +636,7 @@ def _selector_step_picks(reader, selector, split: str, seed: int) -> list[tuple[
     each prefix of the hidden chain (teacher forcing), one step at a time."""
     from serumrnn.core.features import Features
     from serumrnn.core.selectors import SelectionState
-    from serumrnn.core.session import _most_probable_unused
+    from serumrnn.core.model_kinds import most_probable_unused
 
     names = reader.effect_names
     out = []
@@ -699,7 +652,7 @@ def _selector_step_picks(reader, selector, split: str, seed: int) -> list[tuple[
         picks = []
         for step in range(len(order)):
             state.history, state.applied = features[: step + 1], order[:step]
-            picked, _ = _most_probable_unused(np.asarray(selector.probabilities(state), np.float64), names, order[:step])
+            picked, _ = most_probable_unused(selector.probabilities(state), names, order[:step])
             picks.append(names.index(picked))
         out.append(([names.index(name) for name in order], picks))
     return out
@@ -744,21 +697,20 @@ def _cnn_rows(reader, bundle, split: str) -> list[dict]:
     import torch
     from torch.utils.data import DataLoader
 
-    from serumrnn.core.views import MultiLabelTargets
+    from serumrnn.core.bundle import selector_model_name
 
-    model = bundle.model("selector-cnn")
-    device = torch.device(bundle.device)
+    name = selector_model_name("cnn")
+    model, model_kind = bundle.model(name), bundle.model_kind(name)
     exact: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
     per_label: dict[int, list[float]] = {length: [] for length in CHAIN_LENGTHS}
-    with torch.inference_mode():
-        for batch in DataLoader(MultiLabelTargets(reader, split), batch_size=64):
-            predicted = (torch.sigmoid(model(batch["mel"].to(device), batch["mfcc"].to(device)).float()) > 0.5).cpu()
-            truth = batch["labels"] > 0.5
-            for row in range(len(truth)):
-                count = int(truth[row].sum())
-                if count in exact:
-                    exact[count].append(float(bool(torch.equal(predicted[row], truth[row]))))
-                    per_label[count].append(float((predicted[row] == truth[row]).double().mean()))
+    for batch in DataLoader(model_kind.training_view(reader, split), batch_size=64):
+        predicted = (model_kind.probabilities(model_kind.infer(model, batch, bundle.device)) > 0.5).cpu()
+        truth = batch["labels"] > 0.5
+        for row in range(len(truth)):
+            count = int(truth[row].sum())
+            if count in exact:
+                exact[count].append(float(bool(torch.equal(predicted[row], truth[row]))))
+                per_label[count].append(float((predicted[row] == truth[row]).double().mean()))
     return [_accuracy_row("ours", "cnn", CNN_EXACT_SET, exact), _accuracy_row("ours", "cnn", CNN_PER_LABEL, per_label)]
 
 
@@ -826,7 +778,8 @@ def session_outcome(record: Mapping, metric: str, tolerance: int, keep: str = "b
     return applied, best_step_index(record["initial"][index], values[:applied], metric)
 
 
-def _final(record: Mapping, kept: int) -> list[float]:
+def final_metrics(record: Mapping, kept: int) -> list[float]:
+    """The metrics of a session's final sound: the input's (``kept`` 0) or the kept step's."""
     return record["initial"] if kept == 0 else record["steps"][kept - 1]
 
 
@@ -835,7 +788,7 @@ def _deltas(records: Sequence[Mapping], metric: str, tolerance: int, keep: str) 
     values = []
     for record in records:
         _, kept = session_outcome(record, metric, tolerance, keep)
-        values.append(np.subtract(_final(record, kept), record["initial"]))
+        values.append(np.subtract(final_metrics(record, kept), record["initial"]))
     return _mean_rows(np.asarray(values))
 
 
@@ -876,7 +829,7 @@ def progress_rows(pair_records: Sequence[Mapping], system: str, metric: str, tol
     step_means = {length: np.mean(values, axis=0) * scale if values else None for length, values in per_step.items()}
     rows = []
     for keep in KEEP_RULES:
-        final_mean = np.mean([_final(record, session_outcome(record, metric, tolerance, keep)[1])
+        final_mean = np.mean([final_metrics(record, session_outcome(record, metric, tolerance, keep)[1])
                               for record in records], axis=0) * scale
         for index, name in enumerate(METRICS):
             delta = float(final_mean[index] - initial_mean[index])
@@ -951,29 +904,12 @@ def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric
 
 
 # -- the whole evaluation ------------------------------------------------------------------
-@contextlib.contextmanager
-def _progress_bars(enabled: bool) -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """``start(description, total) -> advance(n)``: one rich bar per table (stderr)."""
-    if not enabled:
-        yield lambda description, total: (lambda n: None)
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+def _table_progress(reporter: ProgressReporter) -> Callable[[str, int], Callable[[int], None]]:
+    """``start(description, total) -> advance(n)``: one progress task per table."""
+    def start(description: str, total: int) -> Callable[[int], None]:
+        return reporter.task(description, total).advance
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn(), console=Console(stderr=True)) as bars:
-        def start(description: str, total: int) -> Callable[[int], None]:
-            task = bars.add_task(description, total=total)
-            return lambda n: bars.advance(task, n)
-
-        yield start
-
-
-def _machine() -> str:
-    import platform
-
-    load = f", load average {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores{load}"
+    return start
 
 
 def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, options: EvaluationOptions | None = None,
@@ -985,7 +921,7 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
     options = options or EvaluationOptions()
     options.check()
     started = time.perf_counter()
-    machine = _machine()
+    machine = machine_text()
     reader, rack, bundle = open_for_evaluation(bundle_path, data_dir, options.split)
     manager = get_plugin_manager()
     group = bundle.preset_group
@@ -1007,7 +943,8 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
     param_plans = {effect: plan_parameter_pairs(reader, effect, options.param_pairs, options.seed, options.split)
                    for effect in rack.effect_names}
 
-    with _progress_bars(options.progress) as start, _task_runner(bundle, rack, options.metric, options.workers) as run:
+    start = _table_progress(progress_reporter(options.progress))
+    with _task_runner(bundle, rack, options.metric, options.workers) as run:
         selection = selection_rows(reader, bundle, manager, options.split, options.seed, group,
                                    start("Table 3: selection accuracy", len(STEP_SELECTORS) + 1))
         param_tasks = [{"effect": effect, "items": plan[i:i + PARAM_CHUNK]}

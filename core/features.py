@@ -1,4 +1,4 @@
-"""Features (DESIGN section 5): dB mel spectrogram and MFCCs.
+"""Features: dB mel spectrogram and MFCCs, what the models see and the distances compare.
 
 Mel power spectrogram: n_fft 2048, hop 512, 128 mels, 20 Hz..16 kHz; to dB with ref
 1.0 and top_db 80 (``db_mel``); the model sees ``db_mel / 80`` (``norm_mel``); 30 MFCCs
@@ -78,10 +78,10 @@ def power_to_db(power: np.ndarray, top_db: float = 80.0, amin: float = 1e-10) ->
 
 
 class LibrosaFeatureExtractor:
-    """The feature extractor of DESIGN section 5, built on librosa."""
-
-    name = "librosa-mel-mfcc"
-    description = "dB mel (128 bins, 20 Hz-16 kHz) and 30 MFCCs, librosa"
+    """The feature extractor of every dataset, bundle and session (a ``FeatureExtractor``,
+    ``core/interfaces.py``): ``FeatureSettings`` on librosa's mel filters. It is not a
+    plugin hook: models only understand the features they were trained on, and a bundle
+    records its ``FeatureSettings``."""
 
     def __init__(self, settings: FeatureSettings = DEFAULT_SETTINGS) -> None:
         self.settings = settings

@@ -1,8 +1,9 @@
-"""Hook specifications: the extension points of serumrnn.
+"""Hook specifications: the extension points of serumrnn (``docs/plugins.md``).
 
-Every registration hook receives a ``register`` callable; call it once per object.
-The core owns duplicate-name errors and ordering. Objects are identified by their
-``name`` attribute.
+Every registration hook receives a ``register`` callable; call it once per object. The
+plugin manager (``core/registry.py``) checks each object against its interface
+(``core/interfaces.py``), refuses a second object of the same ``name`` and keeps the
+built-ins first. Nothing else is called on a plugin module.
 """
 
 from __future__ import annotations
@@ -31,16 +32,13 @@ def serumrnn_register_effects(register: Register) -> None:
 
 
 @hookspec
-def serumrnn_register_feature_extractors(register: Register) -> None:
-    """Register ``FeatureExtractor`` instances: ``register(extractor)``."""
-
-
-@hookspec
 def serumrnn_register_selectors(register: Register) -> None:
-    """Register selector factories (objects with ``name`` and ``create(...)``)."""
+    """Register ``Selector`` instances: ``register(selector)``; sessions call its
+    ``probabilities(state)`` to rank the effects."""
 
 
 @hookspec
 def serumrnn_register_racks(register: Register) -> None:
     """Register ``RackSpec`` objects: a name, a description, how to build the rack
-    and whether it is available on this machine."""
+    (``build(manager) -> Rack``, called once, on first use) and whether it is available
+    on this machine."""

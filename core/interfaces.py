@@ -1,4 +1,14 @@
-"""Abstract interfaces that plugins implement: ``Effect``, ``Synth``, ``Preset``.
+"""What a plugin implements or hands to serumrnn, all in one place (``docs/plugins.md``).
+
+- ``Synth`` and its ``Preset`` objects: a synthesizer (``serumrnn_register_synths``).
+- ``Effect`` with ``ParamSpec`` knobs: an audio effect (``serumrnn_register_effects``).
+- ``Selector``, reading a ``SelectionState``: ranks the effects for the next step
+  (``serumrnn_register_selectors``).
+- ``RackSpec``, whose ``build`` returns a ``Rack``: a synth plus an ordered set of
+  effects (``serumrnn_register_racks``).
+- ``FeatureExtractor``: what ``run_session`` and the search take as ``extractor``. It is
+  not a plugin hook: a bundle's models only understand the features they were trained
+  on (``core/features.py``, recorded as ``FeatureSettings``).
 
 Audio everywhere is a mono float32 array of shape ``(n_samples,)`` in roughly [-1, 1].
 """
@@ -6,12 +16,32 @@ Audio everywhere is a mono float32 array of shape ``(n_samples,)`` in roughly [-
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 import attrs
 import numpy as np
 
+from serumrnn.core.errors import ParameterError
 from serumrnn.core.params import ParamSpec, resolve_knobs
+
+if TYPE_CHECKING:
+    from serumrnn.core.features import Features
+
+__all__ = [
+    "Effect", "FeatureExtractor", "ParamSpec", "Preset", "Rack", "RackSpec", "SelectionState", "Selector",
+    "Synth",
+]
+
+Named = TypeVar("Named")
+
+
+def _find_named(items: Sequence[Named], name: str, *, owner: str, kind: str) -> Named:
+    """The item of ``items`` called ``name``; otherwise a ``ParameterError`` that lists them."""
+    for item in items:
+        if item.name == name:
+            return item
+    raise ParameterError(f"{owner} has no {kind} {name!r}; its {kind}s are {', '.join(i.name for i in items)}.")
 
 
 class Effect(abc.ABC):
@@ -19,24 +49,20 @@ class Effect(abc.ABC):
 
     Subclasses set ``name`` (registry key, lower case), ``label`` (shown to a person),
     ``params`` (its knobs) and implement ``_process``. ``process`` is pure: the same
-    input and knobs give bit-identical output (no state survives between calls).
+    input and knobs give bit-identical output (no state survives between calls). An
+    effect that cannot promise that sets ``pure = False``.
     """
 
     name: str = ""
     label: str = ""
     description: str = ""
     params: tuple[ParamSpec, ...] = ()
+    # False for an effect that keeps state between calls (a hosted plugin): racks then
+    # re-render whole chains instead of continuing an earlier output.
+    pure: bool = True
 
     def param(self, name: str) -> ParamSpec:
-        for spec in self.params:
-            if spec.name == name:
-                return spec
-        from serumrnn.core.errors import ParameterError
-
-        raise ParameterError(
-            f"Effect {self.name} has no knob {name!r}; its knobs are "
-            f"{', '.join(s.name for s in self.params)}."
-        )
+        return _find_named(self.params, name, owner=f"Effect {self.name}", kind="knob")
 
     @property
     def sampled_params(self) -> tuple[ParamSpec, ...]:
@@ -95,7 +121,10 @@ class Preset:
 
 
 class Synth(abc.ABC):
-    """A synthesizer with named presets."""
+    """A synthesizer with named presets.
+
+    Subclasses set ``name``, ``label``, ``presets`` and implement ``render``.
+    """
 
     name: str = ""
     label: str = ""
@@ -105,21 +134,11 @@ class Synth(abc.ABC):
 
     def generated_presets(self, family: str, first_seed: int, count: int) -> tuple[str, ...]:
         """Names of ``count`` generated presets of ``family`` from ``first_seed`` on."""
-        from serumrnn.core.errors import ParameterError
-
         raise ParameterError(f"Synth {self.name} has no generated presets of family {family!r}; "
                              f"its families are {', '.join(self.families) or 'none'}.")
 
     def preset(self, name: str) -> Preset:
-        for preset in self.presets:
-            if preset.name == name:
-                return preset
-        from serumrnn.core.errors import ParameterError
-
-        raise ParameterError(
-            f"Synth {self.name} has no preset {name!r}; its presets are "
-            f"{', '.join(p.name for p in self.presets)}."
-        )
+        return _find_named(self.presets, name, owner=f"Synth {self.name}", kind="preset")
 
     def groups(self) -> dict[str, tuple[str, ...]]:
         """Preset group -> preset names, in preset order."""
@@ -138,4 +157,80 @@ class Synth(abc.ABC):
         duration_s: float = 1.0,
         sample_rate: int = 44100,
     ) -> np.ndarray:
-        """Render one note of ``preset``: float32, shape ``(round(duration_s * sample_rate),)``."""
+        """Render one note of ``preset``.
+
+        Parameters
+        ----------
+        preset: preset name (see ``presets``); an unknown one raises ``ParameterError``.
+        note: MIDI note 0..127 (69 = A4 = 440 Hz).
+        velocity: 0..127.
+        duration_s: note length in s, release included.
+        sample_rate: Hz.
+
+        Returns
+        -------
+        float32 array, shape ``(round(duration_s * sample_rate),)``.
+        """
+
+
+@attrs.define
+class SelectionState:
+    """What a selector may look at.
+
+    history: features of the input, then after each applied effect
+        (``len(history) == len(applied) + 1``).
+    applied: effect names applied so far, in order.
+    target: features of the target.
+    effect_names: the rack's effects, in rack order (probabilities use this order).
+    bundle: the loaded ``ModelBundle`` (None for selectors that need no model).
+    true_chain: effect names of the chain that made the target (evaluation only).
+    rng: random generator of the session.
+    """
+
+    history: Sequence[Features]
+    applied: Sequence[str]
+    target: Features
+    effect_names: tuple[str, ...]
+    bundle: object = None
+    true_chain: Sequence[str] | None = None
+    rng: np.random.Generator = attrs.field(factory=lambda: np.random.default_rng(0))
+
+
+@runtime_checkable
+class Selector(Protocol):
+    """Chooses the next effect of a session.
+
+    Each step the session calls ``probabilities(state)`` and applies the most probable
+    effect not yet applied; with search on, the most probable unused effects are the
+    search's candidates (``core/search.py``). Subclass it to inherit the defaults below,
+    or give every attribute yourself.
+    """
+
+    name: str
+    # The kind of the bundle's selection model it reads (``state.bundle``), or None. A
+    # session refuses a bundle without that model; one without any bundle (search alone)
+    # puts ``core.search.SEARCH_ONLY`` in its place.
+    model_kind: str | None = None
+    # True: called once, on the input alone; every effect scoring over 0.5 (at least the
+    # best) is applied at once with the bundle's predicted knobs, without search.
+    one_shot: bool = False
+    # True: reads ``state.true_chain`` (evaluation and the demo only; suggest refuses
+    # to run it without a true chain).
+    needs_true_chain: bool = False
+
+    def probabilities(self, state: SelectionState) -> np.ndarray:
+        """Scores, shape ``(len(state.effect_names),)``, finite; higher is more likely next."""
+        ...
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """Features of a sound, as the models and the distances see them."""
+
+    def extract(self, audio: np.ndarray, sample_rate: int) -> Features:
+        """Features of mono float32 audio, shape ``(n_samples,)``."""
+        ...
+
+
+# core/rack.py builds on Effect and Synth above, so it is imported once they exist.
+from serumrnn.core.rack import Rack, RackSpec  # noqa: E402

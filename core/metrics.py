@@ -1,4 +1,4 @@
-"""The six distance metrics of DESIGN section 5 (lower is closer, except PCC).
+"""The six distance metrics (docs/design.md, Conventions: "Features and metrics"); lower is closer, except PCC.
 
 Feature metrics take dB mels / MFCCs of shape ``(..., n_bins, n_frames)`` and return
 one value per leading index; MSSMAE takes audio ``(..., n_samples)``.

@@ -1,4 +1,5 @@
-"""Neural models of DESIGN section 7 (the paper's section 3).
+"""Neural models (the paper's section 3); ``core/model_kinds.py`` says how each is
+trained, fed and read.
 
 Every model reads features as two channels, ``[current/input, target]``:
 
@@ -58,12 +59,12 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from serumrnn.core.features import FeatureSettings
+# IGNORE_INDEX, SELECTOR_KINDS and split_specs are imported from here by older callers.
+from serumrnn.core.model_kinds import IGNORE_INDEX, SELECTOR_KINDS, model_kind, split_specs  # noqa: F401
 from serumrnn.core.params import ParamSpec
 
 MEL_POOL = (4, 4)
 MFCC_POOL = (2, 4)
-IGNORE_INDEX = -100
-SELECTOR_KINDS = ("rnn", "ni", "cnn")
 
 
 @attrs.frozen
@@ -321,12 +322,6 @@ class MultiLabelEffectModel(nn.Module):
         return self.head(self.encoder(mel, mfcc))
 
 
-def split_specs(specs: Sequence[ParamSpec]) -> tuple[list[ParamSpec], list[ParamSpec]]:
-    """The sampled knobs of an effect, in ``ParamSpec`` order: (continuous, categorical)."""
-    sampled = [spec for spec in specs if spec.sampled]
-    return ([s for s in sampled if s.kind == "continuous"], [s for s in sampled if s.kind == "categorical"])
-
-
 def build_model(
     task: str,
     settings: FeatureSettings,
@@ -337,17 +332,7 @@ def build_model(
 ) -> nn.Module:
     """A fresh model: ``task`` is ``params`` (needs ``specs``, the effect's ParamSpecs) or a
     selector kind ``rnn``/``ni``/``cnn`` (needs ``n_effects``)."""
-    config = model_config(size)
-    if task == "params":
-        continuous, categorical = split_specs(specs)
-        return EffectParameterModel(settings, config, continuous, categorical)
-    if task in ("rnn", "ni"):
-        return EffectSelectionModel(settings, config, n_effects, first_step_only=task == "ni")
-    if task == "cnn":
-        return MultiLabelEffectModel(settings, config, n_effects)
-    from serumrnn.core.errors import ParameterError
-
-    raise ParameterError(f"Unknown model task {task!r}; choose params or one of {', '.join(SELECTOR_KINDS)}.")
+    return model_kind(task, specs=specs, n_effects=n_effects).build(settings, size)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -137,10 +137,19 @@ def _player(key: str, files: SoundFiles, label: str) -> str:
             f'aria-label="Play {_e(label)}"></audio>{image}')
 
 
-def _without_step_number(instruction: str) -> str:
-    """``Step 2: add EQ. ...`` -> ``add EQ. ...`` (the row's heading gives the number)."""
-    head, sep, rest = instruction.partition(": ")
-    return rest if sep and head.startswith("Step ") else instruction
+def _action(step: Mapping[str, Any]) -> str:
+    """``add Distortion.``: what to do at a step, from its structured fields (the row's
+    heading gives the number, ``_knob_items`` the knobs)."""
+    return f"add {step.get('label') or step['effect']}."
+
+
+def _knob_items(step: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(name, physical value, knob position)`` per knob of a step, from ``knobs_physical``
+    and ``knobs`` (the position is blank when the step does not record it)."""
+    knobs = step.get("knobs") or {}
+    return [(name.replace("_", " ").capitalize(), str(shown),
+             f"{knobs[name]:.2f}" if isinstance(knobs.get(name), (int, float)) else "")
+            for name, shown in (step.get("knobs_physical") or {}).items()]
 
 
 def _optional_fields(step: Mapping[str, Any]) -> str:
@@ -167,10 +176,9 @@ def _step_row(step: Mapping[str, Any], files: SoundFiles, best: int, chosen: str
         badges.append('<span class="badge worse">worse than the step before</span>')
     if step.get("mode"):
         badges.append(f'<span class="badge mode">{_e(step["mode"])}</span>')
-    knobs = step.get("knobs_physical") or {}
-    knob_list = "".join(f"<li><b>{_e(name.replace('_', ' ').capitalize())}</b> {_e(value)}</li>"
-                        for name, value in knobs.items())
-    instruction = _without_step_number(str(step.get("instruction", "")))
+    knob_list = "".join(f"<li><b>{_e(name)}</b> {_e(shown)}"
+                        + (f' <span class="small">knob {position}</span>' if position else "") + "</li>"
+                        for name, shown, position in _knob_items(step))
     closer = step.get("closer_pct")
     closer_text = "" if closer is None else (
         f'<p class="closer {"up" if closer > 0 else "down"}">{abs(closer):.1f}% '
@@ -184,7 +192,7 @@ def _step_row(step: Mapping[str, Any], files: SoundFiles, best: int, chosen: str
         f'<button type="button" class="ab-row" data-ab="audio-step-{index}" '
         f'aria-label="Play step {index}, then the target">A/B with target</button></div>'
         f'<div class="about"><h3>Step {index}: {_e(label)} {"".join(badges)}</h3>'
-        f'<p class="instruction">{_e(instruction)}</p>'
+        f'<p class="instruction">{_e(_action(step))}</p>'
         f'{f"<ul class=knobs>{knob_list}</ul>" if knob_list else ""}'
         f"{closer_text}{_metric_grid(step.get('metrics', {}), chosen)}{chosen_with}{_optional_fields(step)}</div></li>"
     )
@@ -202,7 +210,8 @@ def _demo_section(demo: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], b
         hit = str(step["effect"]) in hidden_names
         mark = ('<span class="badge kept">in the hidden chain</span>' if hit
                 else '<span class="badge out">not hidden</span>')
-        text = _without_step_number(str(step.get("instruction", step["effect"])))
+        knobs = ", ".join(f"{name} {shown}" for name, shown, _ in _knob_items(step))
+        text = f"{_action(step)} {knobs}".rstrip()
         found.append(f'<li data-effect="{_e(step["effect"])}">{_e(text)} {mark}</li>')
     preset = f" on preset {_e(demo['preset'])}" if demo.get("preset") else ""
     seed = f" (seed {_e(demo['seed'])})" if "seed" in demo else ""

@@ -1,5 +1,8 @@
 """Plugin manager and registries.
 
+One registry per registration hook of ``core/hookspecs.py``; each object is checked
+against its interface (``core/interfaces.py``) when it is registered.
+
 Plugins come from setuptools entry points (group ``serumrnn``) and then the built-in
 hookimpl modules in ``DEFAULT_PLUGINS``. ``SERUMRNN_LOAD_PLUGINS`` (comma-separated
 allow-list of plugin names) and ``SERUMRNN_DISABLE_PLUGINS`` (block-list) filter both.
@@ -17,6 +20,7 @@ import pluggy
 
 from serumrnn.core import hookspecs
 from serumrnn.core.errors import PluginError
+from serumrnn.core.interfaces import Effect, RackSpec, Selector, Synth
 
 DEFAULT_PLUGINS: tuple[str, ...] = ("serumrnn.plugins.builtin", "serumrnn.plugins.toml_rack")
 
@@ -24,10 +28,12 @@ T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    """Named objects of one kind, in registration order."""
+    """Named objects of one kind, in registration order; ``interface``: the type every
+    object must be an instance of (None: any object with a name)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, interface: type | None = None) -> None:
         self.kind = kind
+        self.interface = interface
         self._items: dict[str, T] = {}
         self._owners: dict[str, str] = {}
 
@@ -35,6 +41,11 @@ class Registry(Generic[T]):
         name = getattr(item, "name", "")
         if not isinstance(name, str) or not name:
             raise PluginError(f"Plugin {owner or '?'} registered a {self.kind} without a name.")
+        if self.interface is not None and not isinstance(item, self.interface):
+            raise PluginError(
+                f"Plugin {owner or '?'} registered {self.kind} {name!r}, which is not a {self.interface.__name__}; "
+                "see docs/plugins.md for what it must provide."
+            )
         if name in self._items:
             raise PluginError(
                 f"Plugin {owner or '?'} registered {self.kind} {name!r}, which plugin "
@@ -104,16 +115,13 @@ class PluginManager:
             self.pm.register(plugin)
         self.pm.check_pending()
 
-        self.synths: Registry = self._collect("synth", "serumrnn_register_synths")
-        self.effects: Registry = self._collect("effect", "serumrnn_register_effects")
-        self.feature_extractors: Registry = self._collect(
-            "feature extractor", "serumrnn_register_feature_extractors"
-        )
-        self.selectors: Registry = self._collect("selector", "serumrnn_register_selectors")
-        self.racks: Registry = self._collect("rack", "serumrnn_register_racks")
+        self.synths: Registry[Synth] = self._collect("synth", "serumrnn_register_synths", Synth)
+        self.effects: Registry[Effect] = self._collect("effect", "serumrnn_register_effects", Effect)
+        self.selectors: Registry[Selector] = self._collect("selector", "serumrnn_register_selectors", Selector)
+        self.racks: Registry[RackSpec] = self._collect("rack", "serumrnn_register_racks", RackSpec)
 
-    def _collect(self, kind: str, hook_name: str) -> Registry:
-        registry: Registry = Registry(kind)
+    def _collect(self, kind: str, hook_name: str, interface: type) -> Registry:
+        registry: Registry = Registry(kind, interface)
         caller = getattr(self.pm.hook, hook_name)
         impls = caller.get_hookimpls()
         # built-ins first, then third-party plugins in registration order
@@ -129,7 +137,7 @@ class PluginManager:
     def plugin_contributions(self) -> dict[str, dict[str, list[str]]]:
         """Plugin name -> kind -> names it registered."""
         out: dict[str, dict[str, list[str]]] = {name: {} for name in self.plugin_names()}
-        for registry in (self.synths, self.effects, self.feature_extractors, self.selectors, self.racks):
+        for registry in (self.synths, self.effects, self.selectors, self.racks):
             for name in registry.names():
                 out.setdefault(registry.owner(name), {}).setdefault(registry.kind, []).append(name)
         return out

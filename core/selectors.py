@@ -1,61 +1,24 @@
-"""Effect selectors: choose the next effect of a session.
+"""The built-in selectors: choose the next effect of a session.
 
-A selector is registered through ``serumrnn_register_selectors`` and answers
-``probabilities(state)``: a score per rack effect (higher = more likely next). The
-session engine takes the most probable effect not yet used.
+They are registered by the built-in plugin (``plugins/builtin.py``) like any plugin's,
+and implement ``Selector`` (``core/interfaces.py``): ``probabilities(state)`` gives a
+score per rack effect (higher = more likely next). The session engine takes the most
+probable effect not yet used.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any, Protocol
 
 import attrs
 import numpy as np
 
 from serumrnn.core.errors import ParameterError
-from serumrnn.core.features import Features
+from serumrnn.core.interfaces import SelectionState, Selector
 
-
-@attrs.define
-class SelectionState:
-    """What a selector may look at.
-
-    history: features of the input, then after each applied effect
-        (``len(history) == len(applied) + 1``).
-    applied: effect names applied so far, in order.
-    target: features of the target.
-    effect_names: the rack's effects, in rack order (probabilities use this order).
-    bundle: the loaded ``ModelBundle`` (None for selectors that need no model).
-    true_chain: effect names of the chain that made the target (evaluation only).
-    rng: random generator of the session.
-    """
-
-    history: Sequence[Features]
-    applied: Sequence[str]
-    target: Features
-    effect_names: tuple[str, ...]
-    bundle: Any = None
-    true_chain: Sequence[str] | None = None
-    rng: np.random.Generator = attrs.field(factory=lambda: np.random.default_rng(0))
-
-
-class Selector(Protocol):
-    name: str
-    description: str
-    # One-shot systems pick every effect from the input alone, before any render.
-    one_shot: bool
-    # Selectors that need the bundle's model of this kind (None: no model needed).
-    model_kind: str | None
-    # Evaluation-only selectors that read the true chain of the target.
-    needs_true_chain: bool
-
-    def probabilities(self, state: SelectionState) -> np.ndarray:
-        """Scores, shape ``(len(state.effect_names),)``; higher is more likely next."""
+__all__ = ["BUILTIN_SELECTORS", "ModelSelector", "OracleSelector", "RandomSelector", "SelectionState", "Selector"]
 
 
 @attrs.frozen
-class ModelSelector:
+class ModelSelector(Selector):
     """A selector backed by one of the bundle's selection models (rnn, ni, cnn)."""
 
     name: str
@@ -68,29 +31,22 @@ class ModelSelector:
         return state.bundle.selector_probabilities(self.model_kind, state.history, state.applied, state.target)
 
 
-@attrs.frozen
-class RandomSelector:
+class RandomSelector(Selector):
     """Uniformly random among the unused effects (the paper's Random baseline)."""
 
-    name: str = "random"
-    description: str = "picks a random unused effect (baseline)"
-    model_kind: str | None = None
-    one_shot: bool = False
-    needs_true_chain: bool = False
+    name = "random"
+    description = "picks a random unused effect (baseline)"
 
     def probabilities(self, state: SelectionState) -> np.ndarray:
         return state.rng.random(len(state.effect_names))
 
 
-@attrs.frozen
-class OracleSelector:
+class OracleSelector(Selector):
     """The true next effect of the chain that made the target (evaluation only)."""
 
-    name: str = "oracle"
-    description: str = "the true next effect (evaluation only: needs the true chain)"
-    model_kind: str | None = None
-    one_shot: bool = False
-    needs_true_chain: bool = True
+    name = "oracle"
+    description = "the true next effect (evaluation only: needs the true chain)"
+    needs_true_chain = True
 
     def probabilities(self, state: SelectionState) -> np.ndarray:
         if state.true_chain is None:
@@ -105,7 +61,7 @@ class OracleSelector:
         return scores
 
 
-BUILTIN_SELECTORS: tuple[Any, ...] = (
+BUILTIN_SELECTORS: tuple[Selector, ...] = (
     ModelSelector("rnn", "SerumRNN: BiLSTM over every step so far (default)", "rnn"),
     ModelSelector("ni", "SerumRNN NI: the same network seeing only the input and target", "ni"),
     ModelSelector("cnn", "SerumCNN: multi-label CNN on input and target, most probable unused next", "cnn"),

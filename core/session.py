@@ -1,20 +1,20 @@
-"""The session engine (DESIGN section 8): from an input toward a target, one effect per step.
+"""The session engine (``docs/design.md``, "Data flow"): from an input toward a target,
+one effect per step.
 
-At every step the selector picks the next unused effect, that effect's parameter model
-predicts its knobs from the current sound and the target, the rack re-renders the
-source through the whole chain so far, and the six distances to the target are
+``suggest`` checks every option first (``check_options``), then reads the sounds, then
+loads only the models its system uses. At every step the selector picks the next unused
+effect, that effect's parameter model predicts its knobs from the current sound and the
+target, the rack renders the chain so far, and the six distances to the target are
 measured. The session stops when every effect is used or when more than ``tolerance``
-steps have made the chosen metric worse.
+steps have made the chosen metric worse. Each step carries a structured ``Instruction``;
+its text is made in one place (``Instruction.text``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,14 @@ import numpy as np
 from serumrnn.core.audio import (
     DURATION_S, SAMPLE_RATE, check_audio, is_silent, load_audio, looks_like_audio_path, write_wav,
 )
-from serumrnn.core.errors import AudioError, BundleError, OutputError, ParameterError
+from serumrnn.core.errors import AudioError, BundleError, ParameterError
 from serumrnn.core.features import Features, LibrosaFeatureExtractor
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
+from serumrnn.core.model_kinds import most_probable_unused as _most_probable_unused
 from serumrnn.core.rack import Rack
 from serumrnn.core.search import (
-    DEFAULT_BUDGET_MS, SEARCH_ONLY, Found, SearchOptions, StepSearch, ranked_unused, search_options,
+    DEFAULT_BUDGET_MS, SEARCH_ONLY, Found, SearchOptions, StepSearch, search_options,
 )
 from serumrnn.core.selectors import SelectionState
 
@@ -61,6 +62,71 @@ LEADING_SILENCE_RATIO = 10 ** (-50 / 20)
 MIN_LEADING_GAP_S = 0.01
 
 
+@attrs.frozen
+class KnobSetting:
+    """One knob of an instruction: ``value`` is the knob in [0, 1]; ``shown`` is what a
+    person reads (a class label, or the physical value with its unit)."""
+
+    name: str
+    label: str
+    value: float
+    shown: str
+    unit: str = ""
+    categorical: bool = False
+
+    @property
+    def text(self) -> str:
+        """``Drive: 0.71 (+17 dB).``, ``Mode: tube.`` or ``Mix: 0.50.``"""
+        if self.categorical:
+            return f"{self.label}: {self.shown}."
+        if self.unit:
+            return f"{self.label}: {self.value:.2f} ({self.shown})."
+        return f"{self.label}: {self.value:.2f}."
+
+
+@attrs.frozen
+class Instruction:
+    """What a person does at step ``step``: add ``effect`` (shown as ``label``) and set
+    its ``knobs`` (in the order the effect lists them)."""
+
+    step: int
+    effect: str
+    label: str
+    knobs: tuple[KnobSetting, ...] = ()
+
+    @classmethod
+    def of(cls, step: int, effect, knobs: Mapping[str, float]) -> "Instruction":
+        """The instruction for ``knobs`` of an ``Effect``; an unknown knob is refused."""
+        settings = {}
+        for name, value in knobs.items():
+            spec = effect.param(name)
+            settings[name] = KnobSetting(
+                name=name, label=spec.label or spec.name.replace("_", " ").capitalize(), value=float(value),
+                shown=spec.describe(value), unit=spec.unit or "", categorical=spec.kind == "categorical")
+        ordered = tuple(settings[spec.name] for spec in effect.params if spec.name in settings)
+        return cls(step=step, effect=effect.name, label=effect.label or effect.name, knobs=ordered)
+
+    @property
+    def settings_text(self) -> str:
+        """The knobs as a person sets them: ``Mode: tube. Drive: 0.71 (+17 dB).``"""
+        return " ".join(knob.text for knob in self.knobs)
+
+    @property
+    def action(self) -> str:
+        """The instruction without its step number: ``add Distortion. Mode: tube. ...``"""
+        return f"add {self.label}. {self.settings_text}".rstrip()
+
+    @property
+    def text(self) -> str:
+        """The whole instruction, as ``session.json`` records it: ``Step 2: add Distortion. ...``"""
+        return f"Step {self.step}: {self.action}"
+
+    @property
+    def physical(self) -> dict[str, str]:
+        """Knob name -> what a person reads (``session.json``'s ``knobs_physical``)."""
+        return {knob.name: knob.shown for knob in self.knobs}
+
+
 @attrs.define
 class Step:
     """One applied effect. ``metrics`` are the distances to the target after the step;
@@ -68,10 +134,8 @@ class Step:
 
     index: int
     effect: str
-    label: str
     knobs: dict[str, float]
-    physical: dict[str, str]
-    instruction: str
+    instruction: Instruction
     probability: float
     audio: np.ndarray = attrs.field(repr=False)
     features: Features = attrs.field(repr=False)
@@ -83,6 +147,16 @@ class Step:
     model_knobs: dict[str, float] | None = None
     mode: str = "predicted"
     renders: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.instruction.label
+
+    @property
+    def physical(self) -> dict[str, str]:
+        """Knob name -> physical value, in the order of ``knobs``."""
+        shown = self.instruction.physical
+        return {name: shown[name] for name in self.knobs}
 
 
 @attrs.define
@@ -143,7 +217,7 @@ class Session:
                     "step": step.index,
                     "effect": step.effect,
                     "label": step.label,
-                    "instruction": step.instruction,
+                    "instruction": step.instruction.text,
                     "knobs": step.knobs,
                     "model_knobs": step.model_knobs,
                     "mode": step.mode,
@@ -195,6 +269,14 @@ class StoppingRule:
         return better, self.bad_steps > self.tolerance
 
 
+def check_stopping_rule(metric: str, tolerance: int) -> None:
+    """Refuse, in one sentence, a metric or tolerance the stopping rule cannot use."""
+    if metric not in METRICS:
+        raise ParameterError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
+    if tolerance < 0:
+        raise ParameterError(f"Tolerance is {tolerance}; give 0 or more bad steps to tolerate.")
+
+
 def steps_before_stopping(initial: float, values: Sequence[float], metric: str, tolerance: int) -> int:
     """How many steps of a trajectory (metric after each step: ``values``) a session
     with ``tolerance`` applies before its stopping rule fires (all when it never does).
@@ -219,24 +301,62 @@ def trim_leading_silence(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> n
     return audio[start:] if start >= MIN_LEADING_GAP_S * sample_rate else audio
 
 
-def estimate_midi_note(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
-    """Median f0 of the voiced part as a fractional MIDI note (None when no pitch is found)."""
-    import librosa
+# The note search range (a 50 Hz to 2 kHz fundamental) and YIN's frame and trough threshold.
+NOTE_FMIN_HZ, NOTE_FMAX_HZ = 50.0, 2000.0
+YIN_FRAME = 2048
+YIN_THRESHOLD = 0.1
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 
-    f0, voiced, _ = librosa.pyin(audio, fmin=50.0, fmax=2000.0, sr=sample_rate, frame_length=2048)
-    pitched = f0[voiced & np.isfinite(f0)]
-    if pitched.size == 0:
-        return None
-    return float(librosa.hz_to_midi(np.median(pitched)))
+
+def yin_f0(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """f0 in Hz per frame by YIN (de Cheveigne and Kawahara 2002), the same arithmetic as
+    ``librosa.yin(audio, fmin=50, fmax=2000, frame_length=2048)``: centred frames, hop
+    512, cumulative mean normalised difference, absolute threshold 0.1, parabolic
+    refinement. Written here because importing librosa's pitch module (numba kernels)
+    costs a session more than a second of start-up."""
+    import scipy.fft
+
+    audio = np.asarray(audio)
+    half = YIN_FRAME // 2
+    padded = np.pad(audio, (half, half))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, YIN_FRAME)[:: YIN_FRAME // 4].T  # (frame, n)
+    min_period = int(np.floor(sample_rate / NOTE_FMAX_HZ))
+    max_period = min(int(np.ceil(sample_rate / NOTE_FMIN_HZ)), YIN_FRAME - 1)
+    # Autocorrelation by FFT, then the difference function
+    # d(k) = 2 (r(0) - r(k)) - (energy of the first k samples, the first term left out, as librosa does).
+    size = scipy.fft.next_fast_len(2 * YIN_FRAME - 1, real=True)
+    spectrum = scipy.fft.rfft(frames, n=size, axis=0)
+    autocorrelation = scipy.fft.irfft(spectrum.real**2 + spectrum.imag**2, n=size, axis=0)[: max_period + 1]
+    energy = np.cumsum(np.square(frames), axis=0)
+    energy[0] = 0
+    difference = 2 * (autocorrelation[0:1] - autocorrelation[1:]) - energy[:max_period]
+    lags = np.arange(1, max_period + 1)[:, None]
+    mean = np.cumsum(difference, axis=0) / lags
+    denominator = mean[min_period - 1 : max_period]
+    normalised = difference[min_period - 1 :] / (denominator + np.finfo(denominator.dtype).tiny)
+    # The first lag below the threshold that is a local minimum; the global minimum otherwise.
+    troughs = np.zeros(normalised.shape, dtype=bool)
+    troughs[0] = normalised[0] < normalised[1]
+    troughs[1:-1] = (normalised[1:-1] < normalised[:-2]) & (normalised[1:-1] <= normalised[2:])
+    troughs[-1] = normalised[-1] < normalised[-2]
+    deep = troughs & (normalised < YIN_THRESHOLD)
+    period = np.where(deep.any(axis=0), np.argmax(deep, axis=0), np.argmin(normalised, axis=0))
+    # Parabolic refinement of each lag (0 where the parabola's optimum leaves the
+    # neighbouring lags, and at both ends).
+    curvature = (normalised[2:] + normalised[:-2]).astype(np.float64) - 2 * normalised[1:-1].astype(np.float64)
+    slope = (normalised[2:] - normalised[:-2]).astype(np.float64) / 2
+    shifts = np.zeros(normalised.shape, dtype=normalised.dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        shifts[1:-1] = np.where(np.abs(slope) >= np.abs(curvature), 0.0, -slope / curvature)
+    columns = np.arange(normalised.shape[1])
+    return sample_rate / (min_period + period + shifts[period, columns])
 
 
 def detect_note(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> float | None:
-    """A quick note estimate (YIN, tens of ms) for the session's notes: the median f0 as a
-    fractional MIDI note, or None when the frames disagree by more than a semitone."""
-    import librosa
-
-    f0 = librosa.yin(audio, fmin=50.0, fmax=2000.0, sr=sample_rate, frame_length=2048)
-    notes = librosa.hz_to_midi(f0[np.isfinite(f0)])
+    """The note of ``audio`` (YIN, tens of ms): the median f0 as a fractional MIDI note, or
+    None when the frames disagree by more than a semitone (no single clear pitch)."""
+    f0 = yin_f0(audio, sample_rate)
+    notes = 12 * (np.log2(f0[np.isfinite(f0)]) - np.log2(440.0)) + 69
     if notes.size == 0:
         return None
     low, middle, high = np.percentile(notes, [25, 50, 75])
@@ -249,7 +369,7 @@ def shift_to_c4(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.n
     note (None and the audio unchanged when no pitch is found)."""
     import pedalboard
 
-    note = estimate_midi_note(audio, sample_rate)
+    note = detect_note(audio, sample_rate)
     if note is None or abs(note - 60.0) < 0.05:
         return audio, note
     semitones = float(np.clip(60.0 - note, -72.0, 72.0))
@@ -259,9 +379,10 @@ def shift_to_c4(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> tuple[np.n
 
 
 def note_name(note: float, *, cents: bool = True) -> str:
-    import librosa
-
-    return librosa.midi_to_note(note, cents=cents, unicode=False)
+    """``G4`` (or with cents, ``G4+3``), as ``librosa.midi_to_note`` writes it."""
+    number = int(np.round(note))
+    name = f"{NOTE_NAMES[number % 12]}{int(number / 12) - 1}"
+    return f"{name}{int(100 * np.around(note - number, 2)):+02d}" if cents else name
 
 
 def prepare_audio(
@@ -326,7 +447,8 @@ def resolve_bundle(bundle: Any, rack: Rack):
             raise BundleError(f"Bundle '{bundle.path}' was trained with other feature settings than sessions use; "
                               "use a matching bundle.")
         return bundle
-    return ModelBundle.load(bundle_path(bundle), rack=rack, feature_settings=settings)
+    # Models are built when first used: a session asks only for those its system needs.
+    return ModelBundle.load(bundle_path(bundle), rack=rack, feature_settings=settings, build_models=False)
 
 
 def bundle_path(bundle: str | os.PathLike | None) -> Path:
@@ -345,15 +467,6 @@ def bundle_path(bundle: str | os.PathLike | None) -> Path:
 
 
 # -- the engine ----------------------------------------------------------------------------
-def instruction_text(step: int, effect, knobs: Mapping[str, float]) -> str:
-    """Instruction for a person, e.g. ``Step 2: add Distortion. Mode: tube. Drive: 0.71 (+17 dB).``"""
-    return f"Step {step}: add {effect.label or effect.name}. {effect.describe_knobs(knobs)}".rstrip()
-
-
-def _physical(effect, knobs: Mapping[str, float]) -> dict[str, str]:
-    return {name: effect.param(name).describe(value) for name, value in knobs.items()}
-
-
 def run_session(
     source: str | np.ndarray,
     target_audio: np.ndarray,
@@ -368,9 +481,7 @@ def run_session(
     extractor: LibrosaFeatureExtractor | None = None,
     notes: Sequence[str] = (),
     search: bool | SearchOptions | None = None,
-    budget_ms: float | None = DEFAULT_BUDGET_MS,
-    top_k: int | None = None,
-    max_renders: int | None = None,
+    **search_keywords: Any,
 ) -> Session:
     """Run the iterative search.
 
@@ -383,19 +494,16 @@ def run_session(
     metric: the stopping rule's metric; tolerance: bad steps tolerated before stopping.
     true_chain: effect names that made the target (oracle only).
     search: search every step within a budget (``core/search.py``; None: ``SEARCH_BY_DEFAULT``,
-        False: the plain models' session, or ``SearchOptions``); budget_ms, top_k,
-        max_renders: its budget per step and candidate effects. Without a parameter model
-        for an effect (or ``bundle`` None) search alone finds its knobs.
+        False: the plain models' session, or ``SearchOptions``); search_keywords:
+        ``budget_ms``, ``top_k``, ``max_renders`` as ``suggest`` takes them (not with
+        ``SearchOptions``). Without a parameter model for an effect (or ``bundle`` None)
+        search alone finds its knobs.
     """
-    options = search if isinstance(search, SearchOptions) else search_options(
-        search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders)
+    options = search if isinstance(search, SearchOptions) else search_options(search, **search_keywords)
     if bundle is None and (options is None or getattr(selector, "model_kind", None)):
         raise BundleError(f"Without a model bundle only search can find the steps, choosing among every effect; "
                           f"turn search on and use the {SEARCH_ONLY.name} or random selector, or give a bundle.")
-    if metric not in METRICS:
-        raise ParameterError(f"Unknown metric {metric!r}; choose one of {', '.join(METRICS)}.")
-    if tolerance < 0:
-        raise ParameterError(f"Tolerance is {tolerance}; give 0 or more bad steps to tolerate.")
+    check_stopping_rule(metric, tolerance)
     extractor = extractor or LibrosaFeatureExtractor()
     # The bundle's loudness convention: the source levelled into the chain, every step and
     # the target levelled before features and distances (core/loudness.py).
@@ -471,14 +579,6 @@ def run_session(
     return session
 
 
-def _most_probable_unused(scores: np.ndarray, effect_names: Sequence[str], applied: Sequence[str]) -> tuple[str, float]:
-    """The highest-scoring effect not applied yet (a used effect is never repeated)."""
-    ranked = ranked_unused(scores, effect_names, applied)
-    if not ranked:
-        raise ParameterError("Every effect has been applied already.")
-    return ranked[0]
-
-
 def _render_step(session, entry, rack, chain, probability, previous, reference, extractor, started,
                  found: Found | None = None) -> Step:
     """Render ``entry`` (the levelled source) through ``chain`` and level the result, or
@@ -495,10 +595,9 @@ def _render_step(session, entry, rack, chain, probability, previous, reference, 
         features = found.trial.features if found.trial.features is not None else extractor.extract(
             audio, rack.sample_rate)
         metrics = reference.compare(audio, features, mssmae=found.trial.score if session.metric == "mssmae" else None)
-    effect = rack.effect(effect_name)
     step = Step(
-        index=len(chain), effect=effect_name, label=effect.label or effect_name, knobs=knobs,
-        physical=_physical(effect, knobs), instruction=instruction_text(len(chain), effect, knobs),
+        index=len(chain), effect=effect_name, knobs=knobs,
+        instruction=Instruction.of(len(chain), rack.effect(effect_name), knobs),
         probability=probability, audio=audio, features=features, metrics=metrics,
         better=improvement(previous, metrics[session.metric], session.metric) > 0,
         seconds=time.perf_counter() - started,
@@ -529,6 +628,56 @@ def _run_one_shot(session, entry, rack, bundle, selector, state, reference, extr
 
 
 # -- public API ----------------------------------------------------------------------------
+@attrs.frozen
+class SessionPlan:
+    """``suggest``'s options once checked, before any sound is read or model loaded.
+
+    ``preset``: the rack's synth renders the input (None: the input is a sound);
+    ``bundle``: a loaded bundle, a bundle folder, or None (search alone);
+    ``search``: the search options (None: the plain models' session)."""
+
+    rack: Rack
+    selector: Any
+    metric: str
+    tolerance: int
+    search: SearchOptions | None
+    bundle: Any
+    preset: str | None = None
+    true_chain: tuple[str, ...] | None = None
+
+
+def check_options(input: str | os.PathLike | np.ndarray, *, rack: str | Rack, bundle: Any, selector: str,
+                  tolerance: int, metric: str, preset: str | None, true_chain: Sequence[str] | None,
+                  search: SearchOptions | None) -> SessionPlan:
+    """Check ``suggest``'s options (``search``: its search keywords, checked by
+    ``search_options``) without reading a sound or loading a model; the first bad one is
+    refused with one sentence (``SerumRNNError``)."""
+    from serumrnn.core.registry import get_plugin_manager
+
+    check_stopping_rule(metric, tolerance)
+    manager = get_plugin_manager()
+    the_rack = rack if isinstance(rack, Rack) else manager.rack(rack)
+    chosen = manager.selectors.get(selector)
+    if getattr(chosen, "needs_true_chain", False) and true_chain is None:
+        raise ParameterError(
+            f"The {chosen.name} selector needs the true effect chain of the target; it is for evaluation "
+            "and the demo only, use rnn for your own sounds."
+        )
+    if true_chain is not None:
+        unknown = [name for name in true_chain if name not in the_rack.effect_names]
+        if unknown:
+            raise ParameterError(f"The true chain names {unknown[0]!r}, which rack {the_rack.name} does not have; "
+                                 f"its effects are {', '.join(the_rack.effect_names)}.")
+        true_chain = tuple(true_chain)
+    if preset is None and isinstance(input, str) and not looks_like_audio_path(input):
+        preset = input
+    if preset is not None:
+        the_rack.synth.preset(preset)  # refuses a name the synth does not have
+    return SessionPlan(rack=the_rack, selector=chosen, metric=metric, tolerance=tolerance, search=search,
+                       bundle=_bundle_source(bundle, the_rack, searching=search is not None),
+                       preset=preset, true_chain=true_chain)
+
+
 def suggest(
     input: str | os.PathLike | np.ndarray,
     target: str | os.PathLike | np.ndarray,
@@ -567,48 +716,75 @@ def suggest(
         (None: every unused effect). With search on, effects without a parameter model and
         racks without a bundle (``bundle`` None) are searched from their knob defaults.
 
-    Files and arrays are treated alike: leading silence trimmed, then the bundle's
-    loudness convention applied to the input, every step and the target.
+    Every option is checked first (``check_options``), then the sounds are read, then
+    only the models the session's system uses are loaded. Files and arrays are treated
+    alike: leading silence trimmed, then the bundle's loudness convention applied to the
+    input, every step and the target.
 
     Returns
     -------
     Session
     """
-    from serumrnn.core.registry import get_plugin_manager
-
-    options = search_options(search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders)
-    manager = get_plugin_manager()
-    the_rack = rack if isinstance(rack, Rack) else manager.rack(rack)
-    chosen = manager.selectors.get(selector)
+    plan = check_options(input, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance, metric=metric,
+                         preset=preset, true_chain=true_chain,
+                         search=search_options(search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders))
+    the_rack = plan.rack
     notes: list[str] = []
     source: str | np.ndarray
-    if preset is None and isinstance(input, str) and not looks_like_audio_path(input):
-        preset = input
-    if preset is not None:
-        the_rack.synth.preset(preset)
-        source = preset
+    if plan.preset is not None:
+        source = plan.preset
     else:
         source = prepare_audio(input, role="input", to_c4=to_c4, notes=notes,
                                sample_rate=the_rack.sample_rate, duration_s=the_rack.duration_s)
     target_audio = prepare_audio(target, role="target", to_c4=to_c4, notes=notes,
                                  sample_rate=the_rack.sample_rate, duration_s=the_rack.duration_s)
-    if getattr(chosen, "needs_true_chain", False) and true_chain is None:
-        raise ParameterError(
-            f"The {chosen.name} selector needs the true effect chain of the target; it is for evaluation "
-            "and the demo only, use rnn for your own sounds."
-        )
-    loaded = _session_bundle(bundle, the_rack, searching=options is not None)
-    if loaded is None:  # no bundle for this rack: search alone, every unused effect a candidate
-        notes.append(f"No model bundle is shipped for rack {the_rack.name}: search alone finds every step, from "
+    loaded, chosen = _session_models(plan, notes)
+    return run_session(source, target_audio, rack=the_rack, bundle=loaded, selector=chosen, metric=plan.metric,
+                       tolerance=plan.tolerance, true_chain=plan.true_chain, seed=seed, notes=notes,
+                       search=False if plan.search is None else plan.search)
+
+
+def _bundle_source(bundle: Any, rack: Rack, *, searching: bool):
+    """Where a session's models come from, without loading any: the bundle object given,
+    a bundle folder, or None (search alone) when no bundle was named, no shipped bundle
+    is for ``rack`` and search is on."""
+    from serumrnn.core.bundle import META_FILE, ModelBundle
+
+    if isinstance(bundle, ModelBundle):
+        return bundle
+    if bundle is not None or not searching:
+        return bundle_path(bundle)
+    import json
+
+    for name in [*DEFAULT_BUNDLES, *shipped_bundles()]:
+        try:
+            meta = json.loads((BUNDLES_DIR / name / META_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(meta, dict) and meta.get("rack") == rack.name:
+            return BUNDLES_DIR / name
+    return None
+
+
+def _session_models(plan: SessionPlan, notes: list[str]):
+    """The loaded bundle (or None) and the selector a session runs with. Only the models
+    its system uses are built: the selector's model now, each parameter model when the
+    session first asks it for knobs."""
+    from serumrnn.core.bundle import selector_model_name
+
+    chosen, rack = plan.selector, plan.rack
+    if plan.bundle is None:  # no bundle for this rack: search alone, every unused effect a candidate
+        notes.append(f"No model bundle is shipped for rack {rack.name}: search alone finds every step, from "
                      "each effect's knob defaults and seeded random knobs.")
-        chosen = SEARCH_ONLY if chosen.model_kind else chosen
-    elif chosen.model_kind and not loaded.has_selector(chosen.model_kind):
+        return None, SEARCH_ONLY if chosen.model_kind else chosen
+    loaded = resolve_bundle(plan.bundle, rack)
+    if chosen.model_kind and not loaded.has_selector(chosen.model_kind):
         raise BundleError(
             f"Bundle '{loaded.path}' has no {chosen.model_kind} selection model; train it with "
             f"`serumrnn train selector --kind {chosen.model_kind}` or choose another selector."
         )
-    missing = [] if loaded is None else [name for name in the_rack.effect_names if not loaded.has_param_model(name)]
-    if missing and options is None:  # the plain models' session needs every parameter model
+    missing = [name for name in rack.effect_names if not loaded.has_param_model(name)]
+    if missing and plan.search is None:  # the plain models' session needs every parameter model
         raise BundleError(
             f"Bundle '{loaded.path}' has no parameter model for {', '.join(missing)}; train it with "
             "`serumrnn train params --effect all`, or turn search on."
@@ -616,79 +792,14 @@ def suggest(
     if missing:
         notes.append(f"Bundle '{loaded.path.name}' has no parameter model for {', '.join(missing)}: search alone "
                      "finds their knobs.")
-    return run_session(source, target_audio, rack=the_rack, bundle=loaded, selector=chosen, metric=metric,
-                       tolerance=tolerance, true_chain=true_chain, seed=seed, notes=notes,
-                       search=False if options is None else options)
-
-
-def _session_bundle(bundle: Any, rack: Rack, *, searching: bool):
-    """The loaded bundle of a session, or None (search alone) when no bundle was named,
-    no shipped bundle is for ``rack`` and search is on."""
-    if bundle is not None or not searching:
-        return resolve_bundle(bundle, rack)
-    import json
-
-    for name in [*DEFAULT_BUNDLES, *shipped_bundles()]:
-        try:
-            meta = json.loads((BUNDLES_DIR / name / "bundle.json").read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(meta, dict) and meta.get("rack") == rack.name:
-            return resolve_bundle(name, rack)
-    return None
+    if chosen.model_kind:  # built before the first step, so a broken file is refused before any work
+        loaded.model(selector_model_name(chosen.model_kind))
+    return loaded, chosen
 
 
 # -- outputs -------------------------------------------------------------------------------
-def check_output_dir(out_dir: str | os.PathLike, *, replace: bool = False) -> Path:
-    """Refuse an --out folder that holds files (unless ``replace``) or whose parent is
-    missing (checked before a session runs, so a bad path fails at once)."""
-    target = Path(out_dir)
-    if target.exists() and not target.is_dir():
-        raise OutputError(f"Output path '{target}' is a file; choose a folder for --out.")
-    if target.exists() and not replace and any(target.iterdir()):
-        raise OutputError(f"Output folder '{target}' already exists and is not empty; choose a new --out folder.")
-    parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"Output folder's parent '{parent}' does not exist; create it or choose another --out.")
-    return target
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def staged_output_dir(out_dir: str | os.PathLike, *, replace: bool = False, what: str = "the results") -> Iterator[Path]:
-    """Yield an empty staging folder beside ``out_dir``; once the block succeeds it
-    becomes ``out_dir`` (all or nothing). On any error the staging folder is removed and
-    ``out_dir`` is left as it was. ``replace`` swaps out an existing folder only at the end."""
-    target = check_output_dir(out_dir, replace=replace)
-    parent = target.parent if str(target.parent) else Path(".")
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=parent))
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp makes it private; the result is the user's folder
-    except OSError as exc:
-        raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable --out folder.") from None
-    try:
-        yield staging
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=parent))
-            os.replace(target, old / "previous")
-        os.replace(staging, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(f"Could not write {what} to '{target}' ({exc.strerror}); free space or choose another --out.") from None
-    except OutputError as exc:  # name the folder the user asked for, not the staging folder
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(str(exc).replace(str(staging), str(target))) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+# Kept importable from here: the commands import them with the session functions.
+from serumrnn.core.runtime import check_output_dir, staged_output_dir  # noqa: E402
 
 
 def write_session(

@@ -1,4 +1,4 @@
-"""Training loops (DESIGN section 7): parameter models and selectors into a bundle.
+"""Training loops: parameter models and selectors into a bundle.
 
 - Adam, learning rate 1e-3; batch 128 (parameter models, CNN baseline) or 32
   (sequence selectors); up to 100 epochs; early stopping with patience 8 on the
@@ -36,7 +36,6 @@ from typing import Any
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
 
@@ -45,15 +44,19 @@ from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_n
 from serumrnn.core.errors import DatasetError, ParameterError
 from serumrnn.core.features import FeatureSettings
 from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
-from serumrnn.core.models import (
-    IGNORE_INDEX,
+from serumrnn.core.runtime import SILENT, ProgressReporter, ProgressTask, progress_reporter
+from serumrnn.core.model_kinds import (
+    PARAMS,
     SELECTOR_KINDS,
-    ModelConfig,
-    build_model,
-    model_config,
-    per_step_one_hot,
-    split_specs,
+    Meter,
+    ModelKind,
+    MultiLabelKind,
+    ParameterKind,
+    SequenceSelectorKind,
+    batch_on_device,
+    model_kind_for,
 )
+from serumrnn.core.models import ModelConfig, model_config
 from serumrnn.core.params import ParamSpec
 
 CHECKPOINT_DIR = ".checkpoints"
@@ -75,7 +78,8 @@ class TrainOptions:
         with the model), up to 8 on CUDA.
     seed: fixes initial weights, shuffling and dropout.
     device: ``None`` picks CUDA when available, else CPU.
-    progress: show rich progress bars and per-epoch lines.
+    progress: where epoch progress and per-epoch lines go (``core.runtime.ProgressReporter``;
+        ``None`` or ``False``: nowhere).
     resume: continue from a matching checkpoint of an interrupted run.
     float16: store the bundle's weights in half precision.
     max_batches_per_epoch: cap on training batches per epoch (tests, benchmarks).
@@ -91,7 +95,7 @@ class TrainOptions:
     num_workers: int | None = None
     seed: int = 0
     device: str | None = None
-    progress: bool = True
+    progress: ProgressReporter | bool | None = None
     resume: bool = True
     float16: bool = True
     max_batches_per_epoch: int | None = None
@@ -114,247 +118,12 @@ class TrainOptions:
             pick_device(self.device)  # an unknown device is refused before the bundle folder is made
 
 
-# -- tasks: inputs, loss and validation metrics of each model kind ----------------------
-
-
-class _Meter:
-    """Sums of one validation pass, as float64 tensors so ranks can all-reduce them."""
-
-    def __init__(self, sums: dict[str, torch.Tensor]) -> None:
-        self.sums = sums
-
-    def add(self, key: str, value: torch.Tensor | float) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach().cpu()
-        self.sums[key] = self.sums[key] + value
-
-    def all_reduce(self) -> None:
-        if _distributed():
-            for key in sorted(self.sums):
-                tensor = self.sums[key].to(_collective_device())
-                torch.distributed.all_reduce(tensor)
-                self.sums[key] = tensor.cpu()
-
-
-class ParamTask:
-    """An effect parameter model: batches of ``ParameterPairs``."""
-
-    kind = "params"
-    default_batch_size = 128
-
-    def __init__(self, specs: Sequence[ParamSpec]) -> None:
-        self.continuous_specs, self.categorical_specs = split_specs(specs)
-
-    def forward(self, model: nn.Module, batch: Mapping) -> Any:
-        return model(batch["mel"], batch["mfcc"])
-
-    def batch_weight(self, batch: Mapping) -> int:
-        return int(batch["mel"].shape[0])
-
-    def loss(self, outputs: Any, batch: Mapping) -> torch.Tensor:
-        continuous, logits = outputs
-        total = continuous.new_zeros((), dtype=torch.float32)
-        if self.continuous_specs:
-            total = total + F.mse_loss(continuous.float(), batch["continuous"].float())
-        for index, head in enumerate(logits):
-            total = total + F.cross_entropy(head.float(), batch["categorical"][:, index].long())
-        return total
-
-    def new_meter(self) -> _Meter:
-        n_cont = len(self.continuous_specs)
-        sums = {
-            "count": torch.zeros((), dtype=torch.float64),
-            "abs_error": torch.zeros(n_cont, dtype=torch.float64),
-            "sq_error": torch.zeros(n_cont, dtype=torch.float64),
-            "target_sum": torch.zeros(n_cont, dtype=torch.float64),
-            "target_sq_sum": torch.zeros(n_cont, dtype=torch.float64),
-        }
-        for index, spec in enumerate(self.categorical_specs):
-            sums[f"correct_{index}"] = torch.zeros((), dtype=torch.float64)
-            sums[f"nll_{index}"] = torch.zeros((), dtype=torch.float64)
-            sums[f"class_counts_{index}"] = torch.zeros(spec.n_classes, dtype=torch.float64)
-        return _Meter(sums)
-
-    def measure(self, meter: _Meter, outputs: Any, batch: Mapping) -> None:
-        continuous, logits = outputs
-        meter.add("count", batch["mel"].shape[0])
-        if self.continuous_specs:
-            target = batch["continuous"].double()
-            error = continuous.double() - target
-            meter.add("abs_error", error.abs().sum(0))
-            meter.add("sq_error", (error**2).sum(0))
-            meter.add("target_sum", target.sum(0))
-            meter.add("target_sq_sum", (target**2).sum(0))
-        for index, head in enumerate(logits):
-            labels = batch["categorical"][:, index].long()
-            meter.add(f"correct_{index}", (head.argmax(1) == labels).sum())
-            meter.add(f"nll_{index}", F.cross_entropy(head.double(), labels, reduction="sum"))
-            meter.add(f"class_counts_{index}", torch.bincount(labels.cpu(), minlength=head.shape[1]).double())
-
-    def metrics(self, meter: _Meter) -> dict:
-        s = meter.sums
-        count = max(float(s["count"]), 1.0)
-        out: dict[str, Any] = {"validation_samples": int(s["count"])}
-        loss = baseline = 0.0
-        if self.continuous_specs:
-            mean = s["target_sum"] / count
-            variance = (s["target_sq_sum"] / count - mean**2).clamp(min=0.0)
-            loss += float((s["sq_error"] / count).mean())
-            # Predicting each knob's mean scores its variance (MSE loss averages over knobs).
-            baseline += float(variance.mean())
-            out["knob_mae"] = {spec.name: float(s["abs_error"][i] / count) for i, spec in enumerate(self.continuous_specs)}
-            out["knob_rmse"] = {
-                spec.name: math.sqrt(float(s["sq_error"][i] / count)) for i, spec in enumerate(self.continuous_specs)
-            }
-            # Predicting a knob's mean has an RMSE equal to the knob's standard deviation.
-            out["knob_rmse_baseline"] = {
-                spec.name: math.sqrt(float(variance[i])) for i, spec in enumerate(self.continuous_specs)
-            }
-        accuracy = {}
-        for index, spec in enumerate(self.categorical_specs):
-            loss += float(s[f"nll_{index}"]) / count
-            frequencies = s[f"class_counts_{index}"] / count
-            baseline += float(-(frequencies[frequencies > 0] * frequencies[frequencies > 0].log()).sum())
-            accuracy[spec.name] = float(s[f"correct_{index}"]) / count
-        if accuracy:
-            out["class_accuracy"] = accuracy
-            out["class_accuracy_baseline"] = {
-                spec.name: float((s[f"class_counts_{i}"] / count).max()) for i, spec in enumerate(self.categorical_specs)
-            }
-        out["validation_loss"] = loss
-        out["baseline_loss"] = baseline
-        return out
-
-
-class SequenceSelectorTask:
-    """SerumRNN or NI: batches of ``SelectionSequences``."""
-
-    default_batch_size = 32
-
-    def __init__(self, kind: str, n_effects: int) -> None:
-        self.kind = kind
-        self.n_effects = n_effects
-
-    def forward(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
-        return model(batch["mel"], batch["mfcc"], batch["applied"], batch["length"])
-
-    def batch_weight(self, batch: Mapping) -> int:
-        return int((batch["labels"] != IGNORE_INDEX).sum())
-
-    def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
-        return F.cross_entropy(outputs.float().reshape(-1, self.n_effects), batch["labels"].reshape(-1).long(),
-                               ignore_index=IGNORE_INDEX)
-
-    def new_meter(self) -> _Meter:
-        zeros = torch.zeros(self.n_effects, dtype=torch.float64)
-        return _Meter({
-            "nll": torch.zeros((), dtype=torch.float64),
-            "correct_unused": torch.zeros((), dtype=torch.float64),
-            "correct_per_step": zeros.clone(), "count_per_step": zeros.clone(),
-            "remaining_per_step": zeros.clone(),
-            "label_counts": zeros.clone(),
-        })
-
-    def measure(self, meter: _Meter, outputs: torch.Tensor, batch: Mapping) -> None:
-        labels = batch["labels"].long()
-        valid = labels != IGNORE_INDEX
-        logits = outputs.double()
-        meter.add("nll", F.cross_entropy(logits.reshape(-1, self.n_effects), labels.reshape(-1),
-                                         ignore_index=IGNORE_INDEX, reduction="sum"))
-        correct = (logits.argmax(2) == labels) & valid
-        # As the session uses it: the most probable effect not applied yet.
-        used = torch.cumsum(per_step_one_hot(batch["applied"].double())[..., 1:], dim=1) > 0
-        correct_unused = (logits.masked_fill(used, -math.inf).argmax(2) == labels) & valid
-        meter.add("correct_unused", correct_unused.sum())
-        # Chains are applied in random order, so any effect the target still lacks is a
-        # right next step: the label of this step or of any later one.
-        later = F.one_hot(labels.clamp(min=0), self.n_effects) * valid.unsqueeze(2)
-        remaining = torch.flip(torch.cumsum(torch.flip(later, [1]), dim=1), [1]) > 0
-        in_remaining = remaining.gather(2, logits.argmax(2, keepdim=True)).squeeze(2) & valid
-        steps = labels.shape[1]
-        remaining_per_step = torch.zeros(self.n_effects, dtype=torch.float64)
-        remaining_per_step[:steps] = in_remaining.sum(0).double().cpu()
-        meter.add("remaining_per_step", remaining_per_step)
-        per_step = torch.zeros(self.n_effects, dtype=torch.float64)
-        per_step[:steps] = correct.sum(0).double().cpu()
-        counts = torch.zeros(self.n_effects, dtype=torch.float64)
-        counts[:steps] = valid.sum(0).double().cpu()
-        meter.add("correct_per_step", per_step)
-        meter.add("count_per_step", counts)
-        meter.add("label_counts", torch.bincount(labels[valid].cpu(), minlength=self.n_effects).double())
-
-    def metrics(self, meter: _Meter) -> dict:
-        s = meter.sums
-        total = max(float(s["count_per_step"].sum()), 1.0)
-        frequencies = s["label_counts"] / total
-        positive = frequencies[frequencies > 0]
-        per_step = {
-            str(step + 1): float(s["correct_per_step"][step] / s["count_per_step"][step])
-            for step in range(self.n_effects) if s["count_per_step"][step] > 0
-        }
-        return {
-            "validation_steps": int(total),
-            "validation_loss": float(s["nll"]) / total,
-            "baseline_loss": float(-(positive * positive.log()).sum()),
-            "accuracy": float(s["correct_per_step"].sum()) / total,
-            "accuracy_per_step": per_step,
-            "accuracy_among_unused": float(s["correct_unused"]) / total,
-            "accuracy_remaining": float(s["remaining_per_step"].sum()) / total,
-            "accuracy_remaining_per_step": {
-                str(step + 1): float(s["remaining_per_step"][step] / s["count_per_step"][step])
-                for step in range(self.n_effects) if s["count_per_step"][step] > 0
-            },
-        }
-
-
-class MultiLabelTask:
-    """The CNN baseline: batches of ``MultiLabelTargets``."""
-
-    kind = "cnn"
-    default_batch_size = 128
-
-    def __init__(self, n_effects: int) -> None:
-        self.n_effects = n_effects
-
-    def forward(self, model: nn.Module, batch: Mapping) -> torch.Tensor:
-        return model(batch["mel"], batch["mfcc"])
-
-    def batch_weight(self, batch: Mapping) -> int:
-        return int(batch["mel"].shape[0])
-
-    def loss(self, outputs: torch.Tensor, batch: Mapping) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(outputs.float(), batch["labels"].float())
-
-    def new_meter(self) -> _Meter:
-        return _Meter({
-            "count": torch.zeros((), dtype=torch.float64),
-            "bce": torch.zeros((), dtype=torch.float64),
-            "correct_labels": torch.zeros(self.n_effects, dtype=torch.float64),
-            "exact": torch.zeros((), dtype=torch.float64),
-            "positives": torch.zeros(self.n_effects, dtype=torch.float64),
-        })
-
-    def measure(self, meter: _Meter, outputs: torch.Tensor, batch: Mapping) -> None:
-        labels = batch["labels"].double()
-        logits = outputs.double()
-        predicted = (logits > 0).double()
-        meter.add("count", labels.shape[0])
-        meter.add("bce", F.binary_cross_entropy_with_logits(logits, labels, reduction="sum") / self.n_effects)
-        meter.add("correct_labels", (predicted == labels).double().sum(0))
-        meter.add("exact", (predicted == labels).all(1).double().sum())
-        meter.add("positives", labels.sum(0))
-
-    def metrics(self, meter: _Meter) -> dict:
-        s = meter.sums
-        count = max(float(s["count"]), 1.0)
-        rate = (s["positives"] / count).clamp(1e-12, 1 - 1e-12)
-        baseline = float((-(rate * rate.log() + (1 - rate) * (1 - rate).log())).mean())
-        return {
-            "validation_samples": int(s["count"]),
-            "validation_loss": float(s["bce"]) / count,
-            "baseline_loss": baseline,
-            "label_accuracy": float(s["correct_labels"].sum()) / (count * self.n_effects),
-            "exact_set_accuracy": float(s["exact"]) / count,
-        }
+# -- what differs between kinds of model (``core/model_kinds.py``) ----------------------
+# The training loop calls a kind's forward, loss, batch_weight and metrics; the old task
+# names stay for callers.
+ParamTask = ParameterKind
+SequenceSelectorTask = SequenceSelectorKind
+MultiLabelTask = MultiLabelKind
 
 
 # -- distributed helpers -----------------------------------------------------------------
@@ -537,18 +306,23 @@ def _loader(dataset: Dataset, batch_size: int, *, shuffle: bool, generator: torc
     return loader, sampler
 
 
-def _to_device(batch: Mapping, device: torch.device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+def _all_reduce_meter(meter: Meter) -> None:
+    """Sum a validation pass's sums over the ranks (in a fixed key order on every rank)."""
+    if _distributed():
+        for key in sorted(meter.sums):
+            tensor = meter.sums[key].to(_collective_device())
+            torch.distributed.all_reduce(tensor)
+            meter.sums[key] = tensor.cpu()
 
 
-def _evaluate(task: Any, model: nn.Module, loader: DataLoader, device: torch.device, autocast: Callable) -> Any:
+def _evaluate(task: ModelKind, model: nn.Module, loader: DataLoader, device: torch.device, autocast: Callable) -> Meter:
     meter = task.new_meter()
     model.eval()
     with torch.inference_mode(), autocast():
         for batch in loader:
-            batch = _to_device(batch, device)
+            batch = batch_on_device(batch, device)
             task.measure(meter, task.forward(model, batch), batch)
-    meter.all_reduce()
+    _all_reduce_meter(meter)
     return meter
 
 
@@ -557,7 +331,7 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def fit(
-    task: Any,
+    task: ModelKind,
     model: nn.Module,
     train_set: Dataset,
     val_set: Dataset,
@@ -572,7 +346,7 @@ def fit(
 
     Parameters
     ----------
-    task: a ``ParamTask``, ``SequenceSelectorTask`` or ``MultiLabelTask``.
+    task: the model's kind (``core/model_kinds.py``): its forward pass, loss and metrics.
     work_dir: checkpoint folder (resume); ``None`` keeps no checkpoint.
     log_path: where the per-epoch CSV log goes (rank 0).
     identity: what must match for a checkpoint to be resumed (task, size, data, seed).
@@ -587,6 +361,7 @@ def fit(
     distributed = init_distributed()
     device = pick_device(options.device)
     main = _rank() == 0
+    report = progress_reporter(options.progress) if main else SILENT  # one rank reports
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -622,16 +397,14 @@ def fit(
             best_state = saved["best"]
             best_loss, best_epoch, bad_epochs = saved["best_loss"], saved["best_epoch"], saved["bad_epochs"]
             start_epoch, history, elapsed_before = saved["epoch"], saved["history"], saved["seconds"]
-            if main and options.progress:
-                _console().print(f"[cyan]{title}[/]: resuming after epoch {start_epoch} (best validation loss {best_loss:.4f})")
+            report.note(f"{title}: resuming after epoch {start_epoch} (best validation loss {best_loss:.4f})")
 
     started = time.monotonic()
     deadline = started + options.max_minutes * 60 if options.max_minutes else None
     stopped = "early stopping" if bad_epochs >= options.patience else "max epochs"
     samples_total, train_seconds = 0, 0.0
     n_batches = len(train_loader) if options.max_batches_per_epoch is None else min(len(train_loader), options.max_batches_per_epoch)
-    progress = _progress() if (main and options.progress) else None
-    with progress or contextlib.nullcontext():
+    with _EpochProgress(report, title, n_batches) as bars:
         epoch = start_epoch
         while epoch < options.epochs and bad_epochs < options.patience:
             epoch += 1
@@ -643,11 +416,11 @@ def fit(
             trained.train()
             epoch_start = time.monotonic()
             loss_sum, weight_sum, samples, timed_out = 0.0, 0, 0, False
-            bar = progress.add_task(f"{title} epoch {epoch}", total=n_batches, samples=0.0) if progress else None
+            bars.start(epoch)
             for index, batch in enumerate(train_loader):
                 if index >= n_batches:
                     break
-                batch = _to_device(batch, device)
+                batch = batch_on_device(batch, device)
                 with autocast():
                     loss = task.loss(task.forward(trained, batch), batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -657,17 +430,14 @@ def fit(
                 loss_sum += float(loss.detach()) * weight
                 weight_sum += weight
                 samples += int(batch["mel"].shape[0])
-                if progress is not None:
-                    rate = samples * _world_size() / max(time.monotonic() - epoch_start, 1e-9)
-                    progress.update(bar, advance=1, samples=rate)
+                bars.advance(samples * _world_size() / max(time.monotonic() - epoch_start, 1e-9))
                 if deadline is not None:
                     late = _all_reduce_sum([float(time.monotonic() > deadline)])[0] > 0
                     if late:
                         timed_out = True
                         break
             epoch_seconds = time.monotonic() - epoch_start
-            if progress is not None:
-                progress.remove_task(bar)
+            bars.end()
             loss_sum, weight_sum, samples = _all_reduce_sum([loss_sum, weight_sum, samples])
             train_loss = loss_sum / max(weight_sum, 1)
             meter = _evaluate(task, model if not distributed else trained.module, val_loader, device, autocast)
@@ -693,17 +463,12 @@ def fit(
                     })
                 if log_path:
                     _write_log(log_path, history)
-                if options.progress:
-                    left = options.epochs - epoch
-                    eta = elapsed / max(epoch - start_epoch, 1) * left
-                    if deadline is not None:
-                        eta = min(eta, max(deadline - time.monotonic(), 0.0))
-                    _console().print(
-                        f"[cyan]{title}[/] {epoch:3d}/{options.epochs} train {train_loss:.4f} "
-                        f"val {val_loss:.4f}{' [green]*[/]' if improved else '  '} "
-                        f"{row['samples_per_s']:,.0f}/s {epoch_seconds:.0f}s ETA {_clock(eta)}",
-                        soft_wrap=True,
-                    )
+                eta = elapsed / max(epoch - start_epoch, 1) * (options.epochs - epoch)
+                if deadline is not None:
+                    eta = min(eta, max(deadline - time.monotonic(), 0.0))
+                report.note(f"{title} {epoch:3d}/{options.epochs} train {train_loss:.4f} "
+                            f"val {val_loss:.4f}{' *' if improved else '  '} "
+                            f"{row['samples_per_s']:,.0f}/s {epoch_seconds:.0f}s ETA {_clock(eta)}")
             if timed_out:
                 stopped = "time limit"
                 break
@@ -736,26 +501,32 @@ def _clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-_CONSOLE = None
+class _EpochProgress:
+    """One transient progress task per epoch (batches, with samples per second); a task
+    left open by an error or a time limit is closed on leaving the ``with`` block."""
 
+    def __init__(self, reporter: ProgressReporter, title: str, n_batches: int) -> None:
+        self.reporter, self.title, self.n_batches = reporter, title, n_batches
+        self.task: ProgressTask | None = None
 
-def _console():
-    global _CONSOLE
-    if _CONSOLE is None:
-        from rich.console import Console
+    def __enter__(self) -> "_EpochProgress":
+        return self
 
-        _CONSOLE = Console(stderr=True)
-    return _CONSOLE
+    def __exit__(self, *exc_info) -> None:
+        self.end()
 
+    def start(self, epoch: int) -> None:
+        self.end()
+        self.task = self.reporter.task(f"{self.title} epoch {epoch}", self.n_batches, unit="samples", transient=True)
 
-def _progress():
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def advance(self, samples_per_s: float) -> None:
+        if self.task is not None:
+            self.task.advance(1, rate=samples_per_s)
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[samples]:,.0f} samples/s"), TimeRemainingColumn(),
-        console=_console(), transient=True,
-    )
+    def end(self) -> None:
+        if self.task is not None:
+            self.task.close()
+            self.task = None
 
 
 # -- into a bundle -----------------------------------------------------------------------
@@ -820,24 +591,13 @@ def train_into_bundle(
     options = options or TrainOptions()
     options.check()
     config = model_config(size)
-    if task_name == "params":
-        if effect not in identity.effects:
-            raise ParameterError(f"Unknown effect {effect!r}; the dataset has {', '.join(identity.effect_names)}.")
-        specs = identity.effects[effect]
-        task: Any = ParamTask(specs)
-        name = param_model_name(effect)
+    task = _kind(identity, task_name, effect)
+    if isinstance(task, ParameterKind):
+        name = param_model_name(effect)  # type: ignore[arg-type]
         if not (task.continuous_specs or task.categorical_specs):
             raise ParameterError(f"Effect {effect} has no sampled knob; there is nothing to train.")
-    elif task_name in ("rnn", "ni"):
-        specs = ()
-        task = SequenceSelectorTask(task_name, len(identity.effects))
-        name = selector_model_name(task_name)
-    elif task_name == "cnn":
-        specs = ()
-        task = MultiLabelTask(len(identity.effects))
-        name = selector_model_name("cnn")
     else:
-        raise ParameterError(f"Unknown selector kind {task_name!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+        name = selector_model_name(task_name)
 
     main = _rank() == 0 if _distributed() else int(os.environ.get("RANK", "0")) == 0
     bundle = ModelBundle.open_or_create(bundle_path, **identity.bundle_kwargs()) if main else None
@@ -846,7 +606,7 @@ def train_into_bundle(
         torch.distributed.barrier()  # rank 0 has created the bundle folder
     bundle_dir = Path(bundle_path)
     torch.manual_seed(options.seed)
-    model = build_model(task_name, identity.feature_settings, config, specs=specs, n_effects=len(identity.effects))
+    model = task.build(identity.feature_settings, config)
     if options.init_from:
         _warm_start(model, name, options.init_from)
     run_identity = {"model": name, "config": config.to_json(), "seed": options.seed, "init_from": options.init_from,
@@ -872,6 +632,15 @@ def train_into_bundle(
     if _distributed():
         torch.distributed.barrier()
     return entry
+
+
+def _kind(identity: BundleIdentity, task_name: str, effect: str | None) -> ModelKind:
+    """Kind ``task_name`` over the dataset's effects; refuses an unknown kind or effect."""
+    if task_name != PARAMS and task_name not in SELECTOR_KINDS:
+        raise ParameterError(f"Unknown selector kind {task_name!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+    if task_name == PARAMS and effect not in identity.effects:
+        raise ParameterError(f"Unknown effect {effect!r}; the dataset has {', '.join(identity.effect_names)}.")
+    return model_kind_for(task_name, identity.effects, effect)
 
 
 def _warm_start(model: nn.Module, name: str, source: str) -> None:
@@ -903,47 +672,36 @@ def open_dataset(data_dir: str | os.PathLike):
 def train_params(data_dir: str | os.PathLike, effect: str, bundle_path: str | os.PathLike, *,
                  size: str = "compact", options: TrainOptions | None = None) -> dict:
     """Train the parameter model of ``effect`` on the dataset at ``data_dir`` into the bundle."""
-    from serumrnn.core.views import ParameterPairs
-
-    reader, identity = open_dataset(data_dir)
-    if effect not in identity.effects:
-        raise ParameterError(f"Unknown effect {effect!r}; the dataset has {', '.join(identity.effect_names)}.")
-    train_set = ParameterPairs(reader, effect, "train")
-    val_set = ParameterPairs(reader, effect, "validation")
-    return train_into_bundle(bundle_path, identity, "params", train_set, val_set, effect=effect, size=size, options=options)
+    return _train_from_dataset(data_dir, PARAMS, bundle_path, effect=effect, size=size, options=options)
 
 
 def train_selector(data_dir: str | os.PathLike, kind: str, bundle_path: str | os.PathLike, *,
                    size: str = "compact", options: TrainOptions | None = None) -> dict:
     """Train selector ``kind`` (``rnn``, ``ni`` or ``cnn``) on the dataset into the bundle."""
-    from serumrnn.core.views import MultiLabelTargets, SelectionSequences
-
     if kind not in SELECTOR_KINDS:
         raise ParameterError(f"Unknown selector kind {kind!r}; choose one of {', '.join(SELECTOR_KINDS)}.")
+    return _train_from_dataset(data_dir, kind, bundle_path, size=size, options=options)
+
+
+def _train_from_dataset(data_dir: str | os.PathLike, task_name: str, bundle_path: str | os.PathLike, *,
+                        effect: str | None = None, size: str, options: TrainOptions | None) -> dict:
     reader, identity = open_dataset(data_dir)
-    view = MultiLabelTargets if kind == "cnn" else SelectionSequences
-    train_set, val_set = view(reader, "train"), view(reader, "validation")
-    return train_into_bundle(bundle_path, identity, kind, train_set, val_set, size=size, options=options)
+    kind = _kind(identity, task_name, effect)
+    train_set, val_set = kind.training_view(reader, "train"), kind.training_view(reader, "validation")
+    return train_into_bundle(bundle_path, identity, task_name, train_set, val_set, effect=effect, size=size,
+                             options=options)
 
 
 def evaluate_model(data_dir: str | os.PathLike, bundle_path: str | os.PathLike, name: str, *,
                    split: str = "validation", batch_size: int = 64) -> dict:
     """Metrics of bundle model ``name`` (``params-<effect>``, ``selector-<kind>``) on a
     dataset split, as recorded at training time."""
-    from serumrnn.core.views import MultiLabelTargets, ParameterPairs, SelectionSequences
-
     reader, identity = open_dataset(data_dir)
     bundle = ModelBundle.load(bundle_path)
     model = bundle.model(name)
     entry = bundle.meta["models"][name]
-    if entry["task"] == "params":
-        task: Any = ParamTask(identity.effects[entry["effect"]])
-        dataset: Dataset = ParameterPairs(reader, entry["effect"], split)
-    elif entry["task"] == "cnn":
-        task, dataset = MultiLabelTask(len(identity.effects)), MultiLabelTargets(reader, split)
-    else:
-        task, dataset = SequenceSelectorTask(entry["task"], len(identity.effects)), SelectionSequences(reader, split)
-    loader = DataLoader(dataset, batch_size=batch_size)
+    task = _kind(identity, entry["task"], entry["effect"])
+    loader = DataLoader(task.training_view(reader, split), batch_size=batch_size)
     return task.metrics(_evaluate(task, model, loader, torch.device(bundle.device), contextlib.nullcontext))
 
 

@@ -1,18 +1,21 @@
 """Evaluation on sounds the models never heard, beside the in-domain tables of
 ``core.evaluation`` (``serumrnn evaluate --unseen``; docs/RESULTS.md, "Unseen sounds").
 
-Three case sets; a case is an input sound, a target sound and what made the target, and
-a set is the same list of cases for the same seed:
+Case sets; a case is an input sound, a target sound and what made the target, and a set
+is the same list of cases for the same seed:
 
 - ``varied``: held-out generated patches of the built-in synth (``varied-<seed>``, seeds
   from ``HELD_OUT_FIRST_SEED``; training data uses lower seeds), each through a random
   chain of built-in effects, so the built-in rack can reach the target exactly.
-- ``zynaddsubfx``: instruments from ZynAddSubFX's banks (a synth no one here designed;
-  not the linux-vst rack's four presets), played by the linux-vst rack's synth
-  (``plugins/zyn_banks.py``), through a random chain of built-in effects.
+- ``presets``: the built-in presets (heard in training) through a random chain of
+  built-in effects (``core/budget.py`` uses it beside ``varied``).
 - ``vst-effects``: built-in presets and held-out generated patches through a random chain
   of the linux-vst rack's real effects (LSP, Zyn, Dragonfly): targets made by other
   implementations of the effects, which the built-in rack can only approximate.
+- ``zynaddsubfx``: instruments from ZynAddSubFX's banks played by the linux-vst rack's
+  synth, through a random chain of built-in effects. Core does not import plugins: the
+  set is ``plugins/zyn_banks.py``'s ``case_set()``, which the command line registers
+  (``register_case_set``), as any caller may.
 
 A chain has 1-5 effects (the length cycles over the cases), in random order, with knobs
 drawn as for training data (``sample_knobs``). Sources have their leading silence
@@ -20,7 +23,7 @@ trimmed first, as ``suggest`` trims an input, so the input the session hears is 
 the target was made from. Targets are made under the bundle's loudness convention.
 
 Every system runs each case as a user does: input and target written as WAV files and
-given to ``suggest``, run to the end once; the stopping rule and both keep rules of
+given to ``suggest`` (``suggest_case``), run to the end once; the stopping rule and both keep rules of
 ``core.evaluation`` are applied afterwards, giving rows in the shapes of its Tables 4
 and 5, plus how much closer to the target each system brings a sound on MSSMAE.
 """
@@ -43,23 +46,20 @@ import numpy as np
 from serumrnn.core.dataset import GENERATED_FAMILY
 from serumrnn.core.errors import ParameterError, PluginError
 from serumrnn.core.evaluation import (
-    KEEP_RULES, MAX_TOLERANCE, SYSTEM_LABELS, _csv_text, chain_seed, _final, _machine, _markdown_table, _progress_bars,
-    progress_markdown, progress_rows, rival_lines, session_outcome, session_record, stopping_text,
-    system_rows, systems_markdown,
+    KEEP_RULES, MAX_TOLERANCE, SYSTEM_LABELS, chain_seed, final_metrics, progress_markdown, progress_rows, rival_lines,
+    session_outcome, session_record, stopping_text, system_rows, systems_markdown,
 )
 from serumrnn.core.loudness import NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import METRICS, improvement
 from serumrnn.core.params import sample_knobs
 from serumrnn.core.rack import Rack
+from serumrnn.core.reporting import csv_text, machine_text, markdown_table
+from serumrnn.core.runtime import ProgressReporter, progress_reporter, staged_output_dir
 
 RACK = "builtin"  # the rack every session runs on
 VST_RACK = "linux-vst"
 # Generated patches from this seed up are never in training data (training uses lower seeds).
 HELD_OUT_FIRST_SEED = 100_000
-MAX_INSTRUMENTS = 24
-# A raw ZynAddSubFX render quieter than this (-60 dBFS) does not sound at C4.
-INSTRUMENT_SILENT_PEAK = 1e-3
-INSTRUMENT_TRIES = 4
 CLOSER_METRIC = "mssmae"
 FILES = {
     "markdown": "results.md", "json": "summary.json", "table4": "unseen_table4_systems.csv",
@@ -126,12 +126,13 @@ class CaseSet:
     check: Callable[[], None] = lambda: None
 
 
-def _case_rng(seed: int, set_name: str, index: int) -> np.random.Generator:
+def case_rng(seed: int, set_name: str, index: int) -> np.random.Generator:
     """Case ``index``'s own generator: a case does not depend on how many are drawn."""
     return np.random.default_rng([seed, zlib.crc32(set_name.encode()), index])
 
 
-def _chain_length(index: int) -> int:
+def chain_length(index: int) -> int:
+    """Effects in case ``index``'s chain: 1-5, cycling over the cases."""
     return 1 + index % 5
 
 
@@ -140,26 +141,21 @@ def _held_out_patch(rng: np.random.Generator, rack: Rack) -> str:
     return rack.synth.generated_presets(GENERATED_FAMILY, seed, 1)[0]
 
 
-def _random_chain(rng: np.random.Generator, rack: Rack, length: int) -> list[tuple[str, dict[str, float]]]:
+def random_chain(rng: np.random.Generator, rack: Rack, length: int) -> list[tuple[str, dict[str, float]]]:
+    """``length`` distinct effects of ``rack`` in random order, knobs drawn as for training data."""
     names = [rack.effect_names[int(i)] for i in rng.permutation(len(rack.effect_names))[:length]]
     return [(name, sample_knobs(rack.effect(name).params, rng)) for name in names]
 
 
-def _as_source(audio: np.ndarray, rack: Rack) -> np.ndarray:
-    """What ``suggest`` makes of ``audio`` as an input: leading silence trimmed, fitted to
-    the rack's length (a second trim then changes nothing)."""
-    from serumrnn.core.audio import fit_length
-    from serumrnn.core.session import trim_leading_silence
+def make_case(set_name: str, index: int, source: str, audio: np.ndarray, chain, target_rack: Rack, rack: Rack,
+              loudness: LoudnessConvention) -> UnseenCase:
+    """A case whose input is ``audio`` as ``suggest`` prepares an input (so the input the
+    session hears is the one the target was made from) and whose target is that input
+    through ``chain`` on ``target_rack``."""
+    from serumrnn.core.session import prepare_audio, trim_leading_silence
 
-    trimmed = trim_leading_silence(np.asarray(audio, dtype=np.float32))
-    return fit_length(trimmed, int(round(rack.duration_s * rack.sample_rate))).astype(np.float32)
-
-
-def _case(set_name: str, index: int, source: str, audio: np.ndarray, chain, target_rack: Rack, rack: Rack,
-          loudness: LoudnessConvention) -> UnseenCase:
-    from serumrnn.core.session import trim_leading_silence
-
-    input_audio = _as_source(audio, rack)
+    input_audio = prepare_audio(audio, role="input", to_c4=False, notes=[], sample_rate=rack.sample_rate,
+                                duration_s=rack.duration_s)
     target = target_rack.render(input_audio, chain, loudness=loudness)
     return UnseenCase(
         case_id=f"{set_name}-{index:03d}", input_audio=input_audio, target_audio=target,
@@ -172,14 +168,25 @@ def _case(set_name: str, index: int, source: str, audio: np.ndarray, chain, targ
 def _varied_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
     cases = []
     for index in range(count):
-        rng = _case_rng(seed, "varied", index)
+        rng = case_rng(seed, "varied", index)
         patch = _held_out_patch(rng, rack)
-        cases.append(_case("varied", index, patch, rack.dry(patch), _random_chain(rng, rack, _chain_length(index)),
-                           rack, rack, loudness))
+        cases.append(make_case("varied", index, patch, rack.dry(patch), random_chain(rng, rack, chain_length(index)),
+                               rack, rack, loudness))
     return cases
 
 
-def _vst_rack(set_name: str) -> Rack:
+def _preset_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
+    presets = [preset.name for preset in rack.synth.presets]
+    cases = []
+    for index in range(count):
+        rng = case_rng(seed, "presets", index)
+        preset = presets[int(rng.integers(len(presets)))]
+        cases.append(make_case("presets", index, preset, rack.dry(preset), random_chain(rng, rack, chain_length(index)),
+                               rack, rack, loudness))
+    return cases
+
+
+def vst_rack(set_name: str) -> Rack:
     """The linux-vst rack; one sentence when its plugins or host are missing."""
     from serumrnn.core.registry import get_plugin_manager
 
@@ -192,77 +199,11 @@ def _vst_rack(set_name: str) -> Rack:
 
 
 def _check_vst_effects() -> None:
-    _vst_rack("vst-effects")
-
-
-def _check_zynaddsubfx() -> None:
-    from serumrnn.plugins.zyn_banks import bank_instruments
-
-    _vst_rack("zynaddsubfx")
-    bank_instruments()
-
-
-def pick_instruments(seed: int, count: int, *, workers: int = 1) -> list[tuple[str, np.ndarray]]:
-    """``count`` bank instruments that sound at C4, as ``(bank/name, raw audio)``: one
-    bank per instrument in a seeded order of the banks (so they spread over banks), a
-    seeded instrument within it, the next one of that bank when it is silent, and an
-    instrument of the following banks when a bank stays silent."""
-    from serumrnn.plugins.zyn_banks import bank_instruments, render_instruments
-
-    banks = bank_instruments()
-    names = list(banks)
-    order = np.random.default_rng([seed, zlib.crc32(b"zynaddsubfx")]).permutation(len(names))
-    slots = [names[int(order[slot % len(names)])] for slot in range(count)]
-    candidates = []
-    for slot, bank in enumerate(slots):
-        sharing = [other for other in range(count) if slots[other] == bank]
-        shuffled = np.random.default_rng([seed, zlib.crc32(bank.encode())]).permutation(len(banks[bank]))
-        candidates.append([banks[bank][int(i)] for i in shuffled[sharing.index(slot)::len(sharing)]])
-    chosen: list[tuple[str, np.ndarray] | None] = [None] * count
-    for attempt in range(INSTRUMENT_TRIES):
-        waiting = [slot for slot in range(count) if chosen[slot] is None and attempt < len(candidates[slot])]
-        renders = render_instruments([candidates[slot][attempt] for slot in waiting], workers=workers)
-        for slot, audio in zip(waiting, renders):
-            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
-                xiz = candidates[slot][attempt]
-                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
-    # A bank that stays silent at C4 (drum kits, effects) gives its slot to the next banks
-    # in the seeded order, one instrument each, until one sounds.
-    taken = {name for name, _ in filter(None, chosen)}
-    for slot in [slot for slot in range(count) if chosen[slot] is None]:
-        start = list(order).index(names.index(slots[slot]))
-        for step in range(1, len(names)):
-            bank = names[int(order[(start + step) % len(names)])]
-            pick = np.random.default_rng([seed, zlib.crc32(bank.encode()), slot]).permutation(len(banks[bank]))[0]
-            xiz = banks[bank][int(pick)]
-            if f"{xiz.parent.name}/{xiz.stem}" in taken:
-                continue
-            audio = render_instruments([xiz], workers=1)[0]
-            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
-                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
-                taken.add(chosen[slot][0])
-                break
-    silent = [slots[slot] for slot in range(count) if chosen[slot] is None]
-    if silent:
-        raise PluginError(f"No instrument of ZynAddSubFX bank {silent[0]} sounded at C4 in {INSTRUMENT_TRIES} tries; "
-                          "try another --seed.")
-    return chosen  # type: ignore[return-value]
-
-
-def _zynaddsubfx_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
-    synth = _vst_rack("zynaddsubfx").synth
-    instruments = pick_instruments(seed, min(count, MAX_INSTRUMENTS), workers=workers)
-    cases = []
-    for index in range(count):
-        name, raw = instruments[index % len(instruments)]
-        rng = _case_rng(seed, "zynaddsubfx", index)
-        cases.append(_case("zynaddsubfx", index, name, synth.scaled(raw),
-                           _random_chain(rng, rack, _chain_length(index)), rack, rack, loudness))
-    return cases
+    vst_rack("vst-effects")
 
 
 def _vst_effect_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConvention, workers: int = 1):
-    vst = _vst_rack("vst-effects")
+    vst = vst_rack("vst-effects")
     foreign = [name for name in vst.effect_names if name not in rack.effect_names]
     if foreign:
         raise PluginError(f"The {VST_RACK} rack has effect {foreign[0]}, which the {rack.name} rack lacks; "
@@ -270,21 +211,36 @@ def _vst_effect_cases(count: int, seed: int, rack: Rack, loudness: LoudnessConve
     presets = [preset.name for preset in rack.synth.presets]
     cases = []
     for index in range(count):
-        rng = _case_rng(seed, "vst-effects", index)
+        rng = case_rng(seed, "vst-effects", index)
         # alternate the rack's presets (heard in training) and held-out patches
         source = presets[int(rng.integers(len(presets)))] if index % 2 == 0 else _held_out_patch(rng, rack)
-        cases.append(_case("vst-effects", index, source, rack.dry(source),
-                           _random_chain(rng, vst, _chain_length(index)), vst, rack, loudness))
+        cases.append(make_case("vst-effects", index, source, rack.dry(source),
+                               random_chain(rng, vst, chain_length(index)), vst, rack, loudness))
     return cases
 
 
+# The registered case sets by name; plugins add theirs with register_case_set.
 CASE_SETS: dict[str, CaseSet] = {case_set.name: case_set for case_set in (
     CaseSet("varied", "held-out generated patches of the built-in synth, built-in effects", _varied_cases),
-    CaseSet("zynaddsubfx", "ZynAddSubFX bank instruments (linux-vst rack's synth), built-in effects",
-            _zynaddsubfx_cases, _check_zynaddsubfx),
     CaseSet("vst-effects", "built-in presets and held-out patches, the linux-vst rack's real effects",
             _vst_effect_cases, _check_vst_effects),
+    CaseSet("presets", "the built-in presets, built-in effects", _preset_cases),
 )}
+# Sets of the published tables, in their order (``--unseen all``) when registered.
+DEFAULT_SETS = ("varied", "zynaddsubfx", "vst-effects")
+
+
+def register_case_set(case_set: CaseSet) -> None:
+    """Add a case set (registering the same set twice changes nothing)."""
+    known = CASE_SETS.get(case_set.name)
+    if known is not None and known is not case_set:
+        raise PluginError(f"Unseen set {case_set.name!r} is registered already; give the new set another name.")
+    CASE_SETS[case_set.name] = case_set
+
+
+def default_sets() -> tuple[str, ...]:
+    """The registered sets of ``DEFAULT_SETS``, in that order."""
+    return tuple(name for name in DEFAULT_SETS if name in CASE_SETS)
 
 
 def case_set(name: str) -> CaseSet:
@@ -313,23 +269,27 @@ class UnseenOptions:
     """sets: case set names; cases: per set; systems: names of ``system_table`` (None:
     every one the bundle can run, the search systems only with ``search``);
     search_budget_ms: the search systems' time per step (None: ``suggest``'s default);
-    tolerance and metric: the stopping rule; workers: processes for the ZynAddSubFX renders."""
+    tolerance and metric: the stopping rule; workers: processes for the ZynAddSubFX renders;
+    progress: where cases and sessions done are reported (``core.runtime.ProgressReporter``)."""
 
-    sets: tuple[str, ...] = tuple(CASE_SETS)
+    sets: tuple[str, ...] | None = None  # None: default_sets()
     cases: int = 12
     seed: int = 0
     systems: tuple[str, ...] | None = None
     metric: str = "mssmae"
     tolerance: int = 1
     workers: int = 1
-    progress: bool = True
+    progress: ProgressReporter | bool | None = None
     search: bool = False
     search_budget_ms: float | None = None
 
+    def set_names(self) -> tuple[str, ...]:
+        return default_sets() if self.sets is None else self.sets
+
     def check(self) -> None:
-        for name in self.sets:
+        for name in self.set_names():
             case_set(name)
-        if not self.sets:
+        if not self.set_names():
             raise ParameterError(f"--unseen names no set; choose from {', '.join(CASE_SETS)}.")
         if self.cases < 1:
             raise ParameterError(f"--cases is {self.cases}; give 1 or more cases per set.")
@@ -380,7 +340,7 @@ def closer_rows(pairs: Sequence[Mapping], systems: Sequence[str], tolerance: int
             for pair in pairs:
                 record = pair["systems"][system]
                 before = record["initial"][index]
-                after = _final(record, session_outcome(record, metric, tolerance, keep)[1])[index]
+                after = final_metrics(record, session_outcome(record, metric, tolerance, keep)[1])[index]
                 closer.append(100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0)
             rows.append({"system": system, "kept": keep, "closer_pct": float(np.mean(closer)),
                          "closer_median_pct": float(np.median(closer)),
@@ -443,7 +403,7 @@ class UnseenResult:
             "distance: the mean over cases / the median (in brackets: the share of cases that got closer). A few "
             "cases that start close and end far pull the mean down; the median is the typical case.",
             "",
-            _markdown_table(self._overview_rows(sets), [("system", "system"), ("kept", "kept"),
+            markdown_table(self._overview_rows(sets), [("system", "system"), ("kept", "kept"),
                                                         *((name, name) for name in sets)]),
         ]
         for name in sets:
@@ -485,35 +445,40 @@ class UnseenResult:
 
     def write(self, out_dir: str | os.PathLike, *, replace: bool = False) -> Path:
         """Markdown, CSV and JSON into ``out_dir``, all or nothing."""
-        from serumrnn.core.session import staged_output_dir
-
         with staged_output_dir(out_dir, replace=replace, what="the evaluation") as staging:
             for name, rows in self.tables().items():
-                (staging / FILES[name]).write_text(_csv_text(rows))
+                (staging / FILES[name]).write_text(csv_text(rows))
             (staging / FILES["markdown"]).write_text(self.to_markdown())
             (staging / FILES["json"]).write_text(json.dumps(self.to_json(), indent=2) + "\n")
         return Path(out_dir)
 
 
+def suggest_case(case: UnseenCase, folder: Path, rack: Rack, **arguments: Any):
+    """The session ``suggest`` gives for ``case`` when its input and target come as WAV
+    files in ``folder`` (written on the first call), as a user's would."""
+    from serumrnn.core.audio import write_wav
+
+    input_path, target_path = folder / f"{case.case_id}-input.wav", folder / f"{case.case_id}-target.wav"
+    if not target_path.exists():
+        write_wav(input_path, case.input_audio, rack.sample_rate)
+        write_wav(target_path, case.target_audio, rack.sample_rate)
+    return _suggest()(input_path, target_path, rack=rack, **arguments)
+
+
 def _run_case(case: UnseenCase, systems: Sequence[str], table: Mapping[str, tuple[str, dict]], rack: Rack, bundle,
               options: UnseenOptions, folder: Path, advance: Callable[[int], None]) -> dict:
     """Every system on one case through files, each run to the end."""
-    from serumrnn.core.audio import write_wav
     from serumrnn.core.registry import get_plugin_manager
 
     selectors = get_plugin_manager().selectors
-    input_path, target_path = folder / f"{case.case_id}-input.wav", folder / f"{case.case_id}-target.wav"
-    write_wav(input_path, case.input_audio, rack.sample_rate)
-    write_wav(target_path, case.target_audio, rack.sample_rate)
-    suggest = _suggest()
     records = {}
     for system in systems:
         selector, extra = table[system]
         started = time.perf_counter()
-        session = suggest(input_path, target_path, rack=rack, bundle=bundle, selector=selector,
-                          metric=options.metric, tolerance=len(rack.effect_names),
-                          true_chain=case.true_chain if selectors.get(selector).needs_true_chain else None,
-                          seed=chain_seed(options.seed, case.case_id), **extra)
+        session = suggest_case(case, folder, rack, bundle=bundle, selector=selector, metric=options.metric,
+                               tolerance=len(rack.effect_names),
+                               true_chain=case.true_chain if selectors.get(selector).needs_true_chain else None,
+                               seed=chain_seed(options.seed, case.case_id), **extra)
         records[system] = session_record(session, time.perf_counter() - started)
         advance(1)
     return {"chain_id": case.case_id, "order": case.true_chain, "systems": records, "meta": case.meta}
@@ -530,7 +495,7 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
     options = options or UnseenOptions()
     options.check()
     started = time.perf_counter()
-    machine = _machine()
+    machine = machine_text()
     rack = get_plugin_manager().rack(RACK)
     loaded = resolve_bundle(bundle, rack)
     table = dict(systems_table) if systems_table is not None else system_table()
@@ -538,17 +503,20 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
         table = {name: (selector, {**extra, "budget_ms": options.search_budget_ms} if extra.get("search") else extra)
                  for name, (selector, extra) in table.items()}
     systems = choose_systems(options.systems, table, loaded, search=options.search)
-    for name in options.sets:  # fail before any work when plugins or banks are missing
+    sets = options.set_names()
+    for name in sets:  # fail before any work when plugins or banks are missing
         CASE_SETS[name].check()
+    reporter = progress_reporter(options.progress)
     rows4, rows5, closer, cases = [], [], [], []
-    with tempfile.TemporaryDirectory(prefix="serumrnn-unseen-") as folder, _progress_bars(options.progress) as start:
-        for name in options.sets:
-            advance = start(f"{name}: making {options.cases} cases", 1)
+    with tempfile.TemporaryDirectory(prefix="serumrnn-unseen-") as folder:
+        for name in sets:
+            making = reporter.task(f"{name}: making {options.cases} cases", 1)
             made = build_cases(name, options.cases, options.seed, rack=rack, loudness=loaded.loudness,
                                workers=options.workers)
-            advance(1)
-            advance = start(f"{name}: {len(made)} cases x {len(systems)} systems", len(made) * len(systems))
-            pairs = [_run_case(case, systems, table, rack, loaded, options, Path(folder), advance) for case in made]
+            making.advance(1)
+            running = reporter.task(f"{name}: {len(made)} cases x {len(systems)} systems", len(made) * len(systems))
+            pairs = [_run_case(case, systems, table, rack, loaded, options, Path(folder), running.advance)
+                     for case in made]
             rows4 += [{"set": name, **row}
                       for row in system_rows(pairs, systems, options.metric, options.tolerance, None)]
             for system in systems:
@@ -568,7 +536,7 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
                       "speed and load, unlike the others'.")
     meta = {
         "bundle": str(loaded.path), "bundle_name": loaded.path.name, "loudness": loaded.loudness.name,
-        "sets": list(options.sets), "cases_per_set": options.cases, "seed": options.seed,
+        "sets": list(sets), "cases_per_set": options.cases, "seed": options.seed,
         "systems": systems, "system_table": {name: {"selector": table[name][0], "suggest": table[name][1]}
                                              for name in systems},
         "metric": options.metric, "tolerance": options.tolerance, "held_out_first_seed": HELD_OUT_FIRST_SEED,

@@ -1,4 +1,5 @@
-"""Training views of a generated dataset (DESIGN section 6) as torch ``Dataset``s.
+"""Training views of a generated dataset as torch ``Dataset``s (one per model kind, see
+``core/model_kinds.py``).
 
 ``DatasetReader`` validates a dataset directory and reads features from the
 memory-mapped shards: a shard is opened (``np.load(mmap_mode="r")``) the first time one
@@ -29,6 +30,7 @@ from serumrnn.core.dataset import (
     shard_paths,
 )
 from serumrnn.core.errors import DatasetError, ParameterError
+from serumrnn.core.model_kinds import IGNORE_INDEX, applied_before_steps, split_specs
 from serumrnn.core.params import ParamSpec
 
 try:  # views are torch Datasets; the reader itself works without torch
@@ -36,7 +38,6 @@ try:  # views are torch Datasets; the reader itself works without torch
 except ImportError:  # pragma: no cover - torch is a dependency
     _TorchDataset = object  # type: ignore[assignment,misc]
 
-IGNORE_INDEX = -100  # label of padded steps (torch's cross-entropy ignore_index)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
 
 
@@ -248,9 +249,7 @@ class ParameterPairs(_TorchDataset):
         self.reader = reader
         self.effect = effect
         self.split = split
-        sampled = [spec for spec in reader.specs[effect] if spec.sampled]
-        self.continuous_specs = tuple(spec for spec in sampled if spec.kind == "continuous")
-        self.categorical_specs = tuple(spec for spec in sampled if spec.kind == "categorical")
+        self.continuous_specs, self.categorical_specs = (tuple(specs) for specs in split_specs(reader.specs[effect]))
         pairs, continuous, categorical = [], [], []
         for chain in reader.chains_in(split):
             if effect not in chain["order"]:
@@ -284,8 +283,9 @@ class SelectionSequences(_TorchDataset):
     """Effect-selection sequences: one item per chain with at least one effect.
 
     Step ``t`` (``0 <= t < k``) has input = the render after the chain's first ``t``
-    effects (``t = 0``: dry) and target = the full chain; ``applied`` is the one-hot
-    ``[start, effect_1 .. effect_E]`` (rack order; step 0 is ``start``) and the label
+    effects (``t = 0``: dry) and target = the full chain; ``applied`` is
+    ``[start, effect_1 .. effect_E]`` (rack order; step 0 is ``start``, step ``t`` marks
+    the chain's first ``t`` effects: ``applied_before_steps``) and the label
     is the rack index of the chain's effect ``t + 1``. Sequences are padded to ``E``
     steps (zeros, label ``-100``).
 
@@ -307,13 +307,10 @@ class SelectionSequences(_TorchDataset):
                 continue
             target = reader.target_id(chain)
             inputs = np.array([chain["renders"][order[:step]] for step in range(len(order))], dtype=np.int64)
-            applied = np.zeros((n_effects, n_effects + 1), dtype=np.float32)
-            applied[0, 0] = 1.0
-            for step in range(1, len(order)):
-                for name in order[:step]:
-                    applied[step, 1 + position[name]] = 1.0
+            indices = [position[name] for name in order]
+            applied = applied_before_steps(indices, n_effects, len(order), rows=n_effects)
             labels = np.full(n_effects, IGNORE_INDEX, dtype=np.int64)
-            labels[: len(order)] = [position[name] for name in order]
+            labels[: len(order)] = indices
             self.sequences.append((inputs, np.int64(target), applied, labels, len(order)))
 
     def __len__(self) -> int:

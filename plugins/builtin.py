@@ -1,5 +1,6 @@
-"""The built-in plugin: the built-in synth, the five effects, the librosa feature
-extractor and the ``builtin`` rack."""
+"""The built-in plugin: the built-in synth, the five effects, the built-in selectors
+(rnn, ni, cnn, cnn-1s, random, oracle) and the ``builtin`` rack, registered through the
+same hooks as any plugin's."""
 
 from __future__ import annotations
 
@@ -22,13 +23,6 @@ def serumrnn_register_effects(register):
 
     for effect in BUILTIN_EFFECTS:
         register(effect)
-
-
-@hookimpl
-def serumrnn_register_feature_extractors(register):
-    from serumrnn.core.features import LibrosaFeatureExtractor
-
-    register(LibrosaFeatureExtractor())
 
 
 @hookimpl

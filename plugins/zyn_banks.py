@@ -14,14 +14,20 @@ different on its second render in a process, but a process's first render is alw
 same. ``render_instruments`` therefore plays each instrument in a fresh process. Even so,
 instruments with a PADsynth part (about a quarter) sound different on every run, so
 ``bank_instruments`` leaves them out.
+
+``case_set()`` is the unseen set ``zynaddsubfx`` (``core/unseen.py``): bank instruments (a
+synth no one here designed; not the linux-vst rack's four presets) through random chains
+of built-in effects. Register it with ``core.unseen.register_case_set``.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import re
 import struct
 import tempfile
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +43,11 @@ _CHUNK_SIZE_OFFSET = 156  # fxb header: 7 big-endian int32 fields, then 128 rese
 _ROOT = re.compile(rb"<ZynAddSubFX-data\b[^>]*>")
 _INSTRUMENT = re.compile(rb"<INSTRUMENT>.*?</INSTRUMENT>", re.S)
 _PADSYNTH_ON = b'name="pad_enabled" value="yes"'
+SET_NAME = "zynaddsubfx"
+MAX_INSTRUMENTS = 24
+# A raw ZynAddSubFX render quieter than this (-60 dBFS) does not sound at C4.
+INSTRUMENT_SILENT_PEAK = 1e-3
+INSTRUMENT_TRIES = 4
 
 
 def bank_instruments(folder: Path | None = None) -> dict[str, list[Path]]:
@@ -119,3 +130,83 @@ def render_instruments(files: Sequence[Path], *, note: int = 60, duration_s: flo
     with multiprocessing.get_context("spawn").Pool(processes=max(1, min(workers, len(tasks))),
                                                    maxtasksperchild=1) as pool:
         return pool.map(_play_in_this_process, tasks, chunksize=1)
+
+
+# -- the unseen set ------------------------------------------------------------------------
+def _check_cases() -> None:
+    from serumrnn.core.unseen import vst_rack
+
+    vst_rack(SET_NAME)
+    bank_instruments()
+
+
+def pick_instruments(seed: int, count: int, *, workers: int = 1) -> list[tuple[str, np.ndarray]]:
+    """``count`` bank instruments that sound at C4, as ``(bank/name, raw audio)``: one
+    bank per instrument in a seeded order of the banks (so they spread over banks), a
+    seeded instrument within it, the next one of that bank when it is silent, and an
+    instrument of the following banks when a bank stays silent."""
+    banks = bank_instruments()
+    names = list(banks)
+    order = np.random.default_rng([seed, zlib.crc32(b"zynaddsubfx")]).permutation(len(names))
+    slots = [names[int(order[slot % len(names)])] for slot in range(count)]
+    candidates = []
+    for slot, bank in enumerate(slots):
+        sharing = [other for other in range(count) if slots[other] == bank]
+        shuffled = np.random.default_rng([seed, zlib.crc32(bank.encode())]).permutation(len(banks[bank]))
+        candidates.append([banks[bank][int(i)] for i in shuffled[sharing.index(slot)::len(sharing)]])
+    chosen: list[tuple[str, np.ndarray] | None] = [None] * count
+    for attempt in range(INSTRUMENT_TRIES):
+        waiting = [slot for slot in range(count) if chosen[slot] is None and attempt < len(candidates[slot])]
+        renders = render_instruments([candidates[slot][attempt] for slot in waiting], workers=workers)
+        for slot, audio in zip(waiting, renders):
+            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
+                xiz = candidates[slot][attempt]
+                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
+    # A bank that stays silent at C4 (drum kits, effects) gives its slot to the next banks
+    # in the seeded order, one instrument each, until one sounds.
+    taken = {name for name, _ in filter(None, chosen)}
+    for slot in [slot for slot in range(count) if chosen[slot] is None]:
+        start = list(order).index(names.index(slots[slot]))
+        for step in range(1, len(names)):
+            bank = names[int(order[(start + step) % len(names)])]
+            pick = np.random.default_rng([seed, zlib.crc32(bank.encode()), slot]).permutation(len(banks[bank]))[0]
+            xiz = banks[bank][int(pick)]
+            if f"{xiz.parent.name}/{xiz.stem}" in taken:
+                continue
+            audio = render_instruments([xiz], workers=1)[0]
+            if float(np.max(np.abs(audio))) >= INSTRUMENT_SILENT_PEAK:
+                chosen[slot] = (f"{xiz.parent.name}/{xiz.stem}", audio)
+                taken.add(chosen[slot][0])
+                break
+    silent = [slots[slot] for slot in range(count) if chosen[slot] is None]
+    if silent:
+        raise PluginError(f"No instrument of ZynAddSubFX bank {silent[0]} sounded at C4 in {INSTRUMENT_TRIES} tries; "
+                          "try another --seed.")
+    return chosen  # type: ignore[return-value]
+
+
+def _cases(count: int, seed: int, rack, loudness, workers: int = 1) -> list:
+    """``count`` cases: bank instruments (``MAX_INSTRUMENTS`` at most, repeated) through
+    random chains of ``rack``'s effects."""
+    from serumrnn.core.unseen import case_rng, chain_length, make_case, random_chain, vst_rack
+
+    synth = vst_rack(SET_NAME).synth
+    instruments = pick_instruments(seed, min(count, MAX_INSTRUMENTS), workers=workers)
+    cases = []
+    for index in range(count):
+        name, raw = instruments[index % len(instruments)]
+        rng = case_rng(seed, SET_NAME, index)
+        cases.append(make_case(SET_NAME, index, name, synth.scaled(raw), random_chain(rng, rack, chain_length(index)),
+                               rack, rack, loudness))
+    return cases
+
+
+@functools.cache
+def case_set():
+    """The unseen set ``zynaddsubfx`` (one object, so registering it twice is harmless).
+    core.unseen is imported here, not at the top: each instrument renders in a fresh
+    process that imports this module, and should start fast."""
+    from serumrnn.core.unseen import CaseSet
+
+    return CaseSet(SET_NAME, "ZynAddSubFX bank instruments (linux-vst rack's synth), built-in effects", _cases,
+                   _check_cases)

@@ -428,30 +428,10 @@ class BuiltinSynth(Synth):
             return varied.VariedPatch(varied.varied_seed(name)).preset(name)
         return super().preset(name)
 
-    def render(
-        self,
-        preset: str,
-        *,
-        note: int = 60,
-        velocity: int = 127,
-        duration_s: float = 1.0,
-        sample_rate: int = 44100,
-    ) -> np.ndarray:
-        """Render one note of ``preset``.
-
-        Parameters
-        ----------
-        preset: preset name (see ``presets``).
-        note: MIDI note 0..127 (69 = A4 = 440 Hz).
-        velocity: 0..127, scales the amplitude linearly.
-        duration_s: note length in s, release included.
-        sample_rate: Hz, at least 8000.
-
-        Returns
-        -------
-        float32 array, shape ``(round(duration_s * sample_rate),)``, peak
-        ``0.8 * velocity / 127``.
-        """
+    def render(self, preset: str, *, note: int = 60, velocity: int = 127, duration_s: float = 1.0,
+               sample_rate: int = 44100) -> np.ndarray:
+        """``Synth.render``; the sample rate is at least 8000 Hz and the peak is
+        ``0.8 * velocity / 127`` (velocity scales the amplitude linearly)."""
         self.preset(preset)
         _check_render_args(note, velocity, duration_s, sample_rate)
         n_samples = round(duration_s * sample_rate)

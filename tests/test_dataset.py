@@ -246,6 +246,40 @@ def test_half_written_shard_is_redone_not_read(tiny_copy, tiny_dataset):
     assert file_bytes(tiny_copy) == file_bytes(tiny_dataset)
 
 
+class RecordingProgress:
+    """A progress reporter that keeps what core reports (core never prints)."""
+
+    def __init__(self):
+        self.tasks, self.advances, self.closed = [], [], 0
+
+    def task(self, description, total, *, done=0, unit="", transient=False):
+        self.tasks.append((description, total, done, unit))
+        recorder = self
+
+        class Task:
+            def advance(self, count=1, *, rate=None):
+                recorder.advances.append((count, rate))
+
+            def close(self):
+                recorder.closed += 1
+
+        return Task()
+
+    def note(self, text):
+        raise AssertionError(f"generate has no notes: {text}")
+
+
+def test_progress_of_a_resumed_run_counts_only_its_renders(tiny_copy, capsys):
+    (tiny_copy / "shards" / "shard-00001.parquet").unlink()
+    redo = plan_shards(json.loads((tiny_copy / "dataset.json").read_text())["config"])[1].n_renders
+    progress = RecordingProgress()
+    generate_dataset(tiny_copy, workers=1, progress=progress, **TINY)
+    assert progress.tasks == [("rendering", TINY_RENDERS, TINY_RENDERS - redo, "renders")]
+    assert sum(count for count, _ in progress.advances) == redo and progress.closed == 1
+    assert all(rate > 0 for _, rate in progress.advances)
+    assert capsys.readouterr() == ("", "")  # core reports through the reporter only
+
+
 def test_rerunning_a_finished_dataset_does_nothing(tiny_copy):
     before = {path: path.stat().st_mtime_ns for path in tiny_copy.rglob("*") if path.is_file()}
     summary = generate_dataset(tiny_copy, workers=1, progress=False, **TINY)

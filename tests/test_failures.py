@@ -1,4 +1,4 @@
-"""Bad input (DESIGN section 12): one sentence, non-zero exit, no traceback, no partial output."""
+"""Bad input (docs/design.md, "Bad input"): one sentence, non-zero exit, no traceback, no partial output."""
 
 import json
 import math

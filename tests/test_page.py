@@ -69,8 +69,10 @@ def test_a_row_per_step_with_kept_and_best_markers():
                                                                         ("3", "reverb")]
     assert [set(row["class"].split()) for row in rows] == [{"step", "kept"}, {"step", "kept", "best"}, {"step"}]
     assert html.count('class="badge best"') == 1 and "leave out" in html
-    # the instruction in physical units, six distances per sound, and how much closer
-    assert "add Eq. Knob: 0.50 (+3 dB)." in html and "+3 dB" in html
+    # the instruction from its structured fields: the effect, each knob in physical units
+    # and its position; six distances per sound, and how much closer
+    assert '<p class="instruction">add Eq.</p>' in html
+    assert '<li><b>Knob</b> +3 dB <span class="small">knob 0.50</span></li>' in html
     assert html.count('data-metric="') == 6 * 4  # the input and three steps
     assert "15.0% further from the target" in html and "5.0% closer to the target" in html
 
@@ -105,7 +107,8 @@ def test_controls_are_labelled_and_the_page_fits_a_phone():
 
 def test_everything_from_the_json_is_escaped():
     data = session_json(steps=1, best=1, serve={"input_name": "<script>alert(1)</script>.wav", "target_name": "t.wav"})
-    data["steps"][0]["instruction"] = 'Step 1: add <b onmouseover="x">'
+    data["steps"][0]["label"] = '<b onmouseover="x">'
+    data["steps"][0]["knobs_physical"] = {"knob": '<b onmouseover="y">'}
     data["notes"] = ["<img src=x onerror=alert(2)>"]
     html = render_page(data)
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;.wav" in html

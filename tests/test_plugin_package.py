@@ -38,6 +38,7 @@ def test_plugin_shows_in_plugins_listing(plugin_env):
     listing = json.loads(result.stdout)
     assert listing["tremolo"]["effect"] == ["tremolo"]
     assert listing["tremolo"]["rack"] == ["builtin-tremolo"]
+    assert listing["tremolo"]["selector"] == ["tremolo-first"]
 
 
 def test_plugin_effect_is_usable_in_render(plugin_env, tmp_path):
@@ -51,6 +52,27 @@ def test_plugin_effect_is_usable_in_render(plugin_env, tmp_path):
     rendered = load_audio(out)
     dry = get_plugin_manager().rack("builtin").render("saw", [("reverb", {"mix": 0.5})])
     assert abs(rendered - dry).mean() > 0.01
+
+
+def test_suggest_uses_the_plugin_selector_and_searches_the_plugin_effect(plugin_env, tmp_path):
+    # The tremolo has no parameter model (no bundle knows the builtin-tremolo rack), so
+    # search alone finds its knobs, starting from their defaults.
+    target = tmp_path / "target.wav"
+    rendered = _serumrnn(plugin_env, "render", "saw", "--rack", "builtin-tremolo",
+                         "--fx", "tremolo:rate=0.8,depth=1", "-o", str(target))
+    assert rendered.returncode == 0, rendered.stderr
+    result = _serumrnn(plugin_env, "suggest", "saw", str(target), "--rack", "builtin-tremolo",
+                       "--selector", "tremolo-first", "--top-k", "1", "--max-renders", "12", "--json")
+    assert result.returncode == 0, result.stderr
+    session = json.loads(result.stdout)
+    assert session["rack"] == "builtin-tremolo" and session["selector"] == "tremolo-first"
+    effects = [step["effect"] for step in session["steps"]]
+    # With one candidate a step, the steps follow the plugin selector's ranking exactly.
+    assert effects == ["tremolo", "compressor", "distortion", "eq", "phaser", "reverb"][: len(effects)]
+    first = session["steps"][0]
+    assert first["mode"] == "searched" and first["better"]
+    assert set(first["knobs"]) == {"rate", "depth"} and first["knobs"] != {"rate": 0.5, "depth": 0.5}
+    assert session["best_step"] == 1
 
 
 def test_block_list_hides_the_plugin(plugin_env):

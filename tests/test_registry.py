@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from serumrnn.core import Effect, ParamSpec, PluginError, PluginManager, RackSpec, hookimpl
-from serumrnn.core.rack import Rack
+import serumrnn.core
+from serumrnn.core import Effect, ParamSpec, PluginError, PluginManager, Rack, RackSpec, hookimpl
+from serumrnn.core import interfaces
 
 
 class Gain(Effect):
@@ -31,10 +32,31 @@ def test_builtin_plugin_registers_everything():
     manager = PluginManager(load_entrypoints=False)
     assert manager.effects.names() == ["compressor", "distortion", "eq", "phaser", "reverb"]
     assert manager.synths.names() == ["builtin"]
-    assert manager.feature_extractors.names() == ["librosa-mel-mfcc"]
+    assert manager.selectors.names() == ["rnn", "ni", "cnn", "cnn-1s", "random", "oracle"]
     assert "builtin" in manager.racks
     contributions = manager.plugin_contributions()["serumrnn.plugins.builtin"]
     assert contributions["effect"] == manager.effects.names()
+    assert contributions["selector"] == manager.selectors.names()
+
+
+def test_core_reexports_every_plugin_interface():
+    for name in interfaces.__all__:
+        assert getattr(serumrnn.core, name) is getattr(interfaces, name)
+
+
+@pytest.mark.parametrize("hook, kind", [("serumrnn_register_effects", "effect"),
+                                        ("serumrnn_register_selectors", "selector"),
+                                        ("serumrnn_register_racks", "rack")])
+def test_an_object_that_is_not_its_interface_is_refused(hook, kind):
+    class NamedOnly:
+        name = "impostor"
+
+    class Impostor:
+        pass
+
+    setattr(Impostor, hook, hookimpl(lambda self, register: register(NamedOnly())))
+    with pytest.raises(PluginError, match=f"registered {kind} 'impostor', which is not a"):
+        PluginManager(load_entrypoints=False, extra_plugins=(Impostor(),))
 
 
 def test_inline_plugin_adds_an_effect_and_a_rack_after_the_builtins():

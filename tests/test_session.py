@@ -8,10 +8,10 @@ from serumrnn.cli.app import app
 from serumrnn.core import hookimpl
 from serumrnn.core import session as session_module
 from serumrnn.core.audio import write_wav
-from serumrnn.core.errors import BundleError, OutputError, ParameterError
+from serumrnn.core.errors import BundleError, OutputError, ParameterError, SerumRNNError
 from serumrnn.core.registry import PluginManager
 from serumrnn.core.selectors import BUILTIN_SELECTORS, OracleSelector, RandomSelector
-from serumrnn.core.session import run_session, suggest, write_session
+from serumrnn.core.session import Instruction, run_session, suggest, write_session
 
 EFFECTS = ("compressor", "distortion", "eq", "phaser", "reverb")
 
@@ -133,20 +133,37 @@ def test_identical_input_and_target_needs_no_steps(rack):
 def test_instruction_text_for_every_effect(rack, effect):
     fx = rack.effect(effect)
     knobs = {spec.name: spec.default for spec in fx.sampled_params}
-    text = session_module.instruction_text(2, fx, knobs)
-    assert text.startswith(f"Step 2: add {fx.label}. ")
+    instruction = Instruction.of(2, fx, knobs)
+    text = instruction.text
+    assert text.startswith(f"Step 2: add {fx.label}. ") and text == f"Step 2: {instruction.action}"
     for spec in fx.sampled_params:
         assert (spec.label or spec.name.capitalize()) in text
         if spec.kind == "categorical":
             assert spec.describe(knobs[spec.name]) in text
         else:
             assert f"{knobs[spec.name]:.2f}" in text
+    # the structured fields the text is made from
+    assert [knob.name for knob in instruction.knobs] == [spec.name for spec in fx.sampled_params]
+    assert instruction.physical == {spec.name: spec.describe(knobs[spec.name]) for spec in fx.sampled_params}
 
 
 def test_distortion_instruction_reads_like_a_person_wrote_it(rack):
     fx = rack.effect("distortion")
-    text = session_module.instruction_text(2, fx, {"mode": fx.param("mode").parse("tube"), "drive": 0.71})
-    assert text.startswith("Step 2: add Distortion. Mode: tube. Drive: 0.71 (+")
+    instruction = Instruction.of(2, fx, {"mode": fx.param("mode").parse("tube"), "drive": 0.71})
+    assert instruction.text.startswith("Step 2: add Distortion. Mode: tube. Drive: 0.71 (+")
+    mode, drive = instruction.knobs
+    assert (mode.categorical, mode.shown, drive.unit, drive.value) == (True, "tube", "dB", 0.71)
+    assert instruction.action == instruction.text.removeprefix("Step 2: ")
+
+
+def test_a_step_carries_its_structured_instruction(rack, target):
+    session = run_session("saw", target, rack=rack, bundle=DefaultKnobsBundle(rack),
+                          selector=FixedOrderSelector(list(EFFECTS)), tolerance=5, search=False)
+    for step, data in zip(session.steps, session.to_json()["steps"]):
+        assert isinstance(step.instruction, Instruction)
+        assert (step.instruction.step, step.instruction.effect) == (step.index, step.effect)
+        assert data["instruction"] == step.instruction.text and data["label"] == step.instruction.label
+        assert data["knobs_physical"] == step.instruction.physical
 
 
 @pytest.mark.parametrize("selector", [s.name for s in BUILTIN_SELECTORS])
@@ -198,7 +215,7 @@ def test_to_c4_detects_and_shifts(tiny_bundle, rack, target):
     g4 = rack.synth.render("sine", note=67)
     session = suggest(g4, target, bundle=tiny_bundle, to_c4=True)
     assert any("G4" in note and "shifted to C4" in note for note in session.notes)
-    note = session_module.estimate_midi_note(session.input_audio)
+    note = session_module.detect_note(session.input_audio)
     assert abs(note - 60) < 0.5
 
 
@@ -226,6 +243,41 @@ def test_errors(tiny_bundle, target, rack):
 
     with pytest.raises(AudioError, match="silent"):
         suggest("saw", np.zeros(44100, np.float32), bundle=tiny_bundle)
+
+
+
+@pytest.mark.parametrize("options, fragment", [
+    (dict(metric="loudness"), "Unknown metric"),
+    (dict(tolerance=-1), "Tolerance is -1"),
+    (dict(selector="oracle"), "true effect chain"),
+    (dict(selector="oracle", true_chain=["fuzz"]), "does not have"),
+    (dict(selector="genius"), "Unknown selector 'genius'"),
+    (dict(rack="moog"), "Unknown rack"),
+    (dict(top_k=0), "give 1 or more candidate effects"),
+    (dict(search=False, max_renders=0), "give 1 or more renders"),
+    (dict(budget_ms=-5), "give 0 or more milliseconds"),
+    (dict(bundle="nope"), "No model bundle 'nope'"),
+    (dict(preset="kazoo"), "kazoo"),
+])
+def test_every_option_is_checked_before_any_sound_is_read(monkeypatch, tmp_path, options, fragment):
+    def no_io(*args, **kwargs):
+        raise AssertionError("read a sound or loaded a model before checking the options")
+
+    monkeypatch.setattr(session_module, "prepare_audio", no_io)
+    monkeypatch.setattr(session_module, "resolve_bundle", no_io)
+    with pytest.raises(SerumRNNError, match=fragment):
+        suggest(str(tmp_path / "missing-input.wav"), str(tmp_path / "missing-target.wav"), **options)
+
+
+def test_a_session_builds_only_the_models_its_system_uses(tiny_bundle, target, monkeypatch):
+    from serumrnn.core.bundle import ModelBundle
+
+    built = []
+    build = ModelBundle.model
+    monkeypatch.setattr(ModelBundle, "model", lambda self, name: built.append(name) or build(self, name))
+    session = suggest("saw", target, bundle=str(tiny_bundle), selector="ni", search=False)
+    used = {"selector-ni", *(f"params-{step.effect}" for step in session.steps)}
+    assert set(built) == used, built
 
 
 runner = CliRunner()

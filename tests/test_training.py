@@ -177,10 +177,35 @@ def test_cli_trains_and_refuses_bad_input(dataset, tmp_path):
         (["params", "--data", str(dataset), "--out", str(out), "--size", "huge"], "Unknown model size"),
         (["params", "--data", str(dataset), "--out", str(out), "--epochs", "0"], "at least 1 epoch"),
         (["selector", "--data", str(dataset), "--out", str(out), "--kind", "lstm"], "Unknown selector kind"),
+        (["selector", "--data", str(dataset), "--out", str(out), "--init-from", "BADNAME"],
+         "--init-from 'BADNAME' is neither a bundle folder nor a shipped bundle"),
     ]:
         result = runner.invoke(app, ["train", *args])
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
+        assert "--bundle" not in result.output  # train has no --bundle option to point to
+
+
+def test_training_reports_epochs_through_its_reporter_only(dataset, tmp_path, capsys):
+    from serumrnn.core.runtime import SILENT
+
+    class Recorder:
+        def __init__(self):
+            self.tasks, self.notes = [], []
+
+        def task(self, description, total, *, done=0, unit="", transient=False):
+            self.tasks.append((description, unit, transient))
+            return SILENT.task(description, total)
+
+        def note(self, text):
+            self.notes.append(text)
+
+    recorder = Recorder()
+    train_params(dataset, "eq", tmp_path / "b", options=TrainOptions(epochs=2, batch_size=32, max_batches_per_epoch=2,
+                                                                   float16=False, progress=recorder))
+    assert recorder.tasks == [("params-eq epoch 1", "samples", True), ("params-eq epoch 2", "samples", True)]
+    assert [note.split()[:2] for note in recorder.notes] == [["params-eq", "1/2"], ["params-eq", "2/2"]]
+    assert capsys.readouterr() == ("", "")  # core prints nothing itself
 
 
 def test_selector_metrics_count_any_remaining_effect():

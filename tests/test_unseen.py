@@ -24,11 +24,23 @@ from serumrnn.core.evaluation import KEEP_RULES
 from serumrnn.core.loudness import LUFS_14
 from serumrnn.core.metrics import METRICS
 from serumrnn.core.unseen import (
-    BASE_SYSTEMS, FILES, HELD_OUT_FIRST_SEED, UnseenOptions, build_cases, choose_systems, run_unseen, system_table,
+    BASE_SYSTEMS, CASE_SETS, FILES, HELD_OUT_FIRST_SEED, UnseenOptions, build_cases, choose_systems, default_sets,
+    register_case_set, run_unseen, system_table,
 )
 from serumrnn.plugins import toml_rack, zyn_banks
 
 runner = CliRunner()
+# Core does not import plugins: the ZynAddSubFX set comes from its plugin module, as the CLI registers it.
+register_case_set(zyn_banks.case_set())
+
+
+def test_plugin_sets_register_once_and_keep_the_published_order():
+    register_case_set(zyn_banks.case_set())  # the same set again: nothing changes
+    assert default_sets() == ("varied", "zynaddsubfx", "vst-effects")
+    assert CASE_SETS["zynaddsubfx"] is zyn_banks.case_set()
+    other = type(zyn_banks.case_set())("varied", "another set of the same name", lambda *args: [])
+    with pytest.raises(PluginError, match="'varied' is registered already"):
+        register_case_set(other)
 
 
 def _same_cases(first, second) -> None:
@@ -61,6 +73,14 @@ def test_varied_cases_are_deterministic_held_out_and_reachable(rack):
     np.testing.assert_array_equal(levelled[1].target_audio,
                                   rack.render(levelled[1].input_audio, levelled[1].meta["chain"], loudness=LUFS_14))
     assert not np.array_equal(levelled[1].target_audio, cases[1].target_audio)
+
+
+def test_preset_cases_are_the_rack_presets_through_reachable_chains(rack):
+    cases = build_cases("presets", 3, seed=2)  # the budget study's "presets" targets
+    _same_cases(cases, build_cases("presets", 3, seed=2))
+    assert {case.meta["source"] for case in cases} <= {preset.name for preset in rack.synth.presets}
+    for case in cases:
+        np.testing.assert_array_equal(rack.render(case.input_audio, case.meta["chain"]), case.target_audio)
 
 
 def _spy_on_suggest(monkeypatch) -> list[dict]:
@@ -153,7 +173,7 @@ def test_system_table_follows_suggests_keywords(monkeypatch):
 def test_unknown_sets_systems_and_counts_are_one_sentence(tiny_bundle):
     from serumrnn.core.bundle import ModelBundle
 
-    with pytest.raises(ParameterError, match="Unknown unseen set 'nope'; choose from varied, zynaddsubfx"):
+    with pytest.raises(ParameterError, match="Unknown unseen set 'nope'; choose from varied, vst-effects, presets"):
         build_cases("nope", 2)
     with pytest.raises(ParameterError, match="--cases is 0"):
         UnseenOptions(cases=0).check()

@@ -1,9 +1,9 @@
-"""Registers a tremolo effect and a rack that adds it to the built-in rack."""
+"""Registers a tremolo effect, a rack that adds it to the built-in rack, and a selector
+that tries the tremolo first."""
 
 import numpy as np
 
-from serumrnn.core import Effect, ParamSpec, RackSpec, hookimpl
-from serumrnn.core.rack import Rack
+from serumrnn.core import Effect, ParamSpec, Rack, RackSpec, SelectionState, Selector, hookimpl
 
 
 class Tremolo(Effect):
@@ -23,14 +23,31 @@ class Tremolo(Effect):
         return audio * (1.0 - knobs["depth"] * lfo)
 
 
+class TremoloFirst(Selector):
+    """Needs no model: the tremolo first, then the rack's other effects in rack order."""
+
+    name = "tremolo-first"
+
+    def probabilities(self, state: SelectionState) -> np.ndarray:
+        scores = np.linspace(1.0, 0.5, len(state.effect_names))
+        if "tremolo" in state.effect_names:
+            scores[state.effect_names.index("tremolo")] = 2.0
+        return scores
+
+
 @hookimpl
 def serumrnn_register_effects(register):
     register(Tremolo())
 
 
+@hookimpl
+def serumrnn_register_selectors(register):
+    register(TremoloFirst())
+
+
 def _build(manager):
     builtin = manager.rack("builtin")
-    effects = list(builtin.effects.values()) + [manager.effects.get("tremolo")]
+    effects = [*builtin.effects.values(), manager.effects.get("tremolo")]
     return Rack("builtin-tremolo", builtin.synth, effects, description="built-in rack plus a tremolo")
 
 
