@@ -49,7 +49,7 @@ def _print_overview(result) -> None:
 @app.command("evaluate")
 @friendly_errors
 def evaluate_command(
-    bundle: Annotated[str, typer.Option("--bundle", help="Bundle folder or shipped bundle name.")],
+    bundle: Annotated[str | None, typer.Option("--bundle", help="Bundle folder or shipped bundle name (needed with --data; with --unseen the rack's shipped bundle, or search alone for a rack without one).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Dataset folder made by serumrnn generate (in-domain tables).")] = None,
     out: Annotated[Path, typer.Option("--out", help="New folder for results.md, the CSV tables, summary.json and figure4_tolerance.png.")] = Path("evaluation"),
     pairs: Annotated[int, typer.Option("--pairs", help="Session pairs for Tables 4-6 and Figure 4 (a fifth per chain length 1..5).")] = 1000,
@@ -65,6 +65,7 @@ def evaluate_command(
     unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects, presets (comma-separated, or all: the first three).")] = None,
     cases: Annotated[int, typer.Option("--cases", help="Cases per --unseen set.")] = 12,
     systems: Annotated[str | None, typer.Option("--systems", help="With --unseen: systems to run, comma-separated (default: every one the bundle can run).")] = None,
+    rack: Annotated[str, typer.Option("--rack", help="With --unseen: the rack the sessions run on (the models' rack with --data).")] = "builtin",
 ) -> None:
     """Evaluate a model bundle on a dataset's test split (the paper's Tables 2-6 and Figure 4),
     or with --unseen on sounds the models never heard."""
@@ -77,10 +78,12 @@ def evaluate_command(
             raise ParameterError("Give --data (in-domain tables) or --unseen (unseen sounds), not both; run twice for both.")
         _evaluate_unseen(bundle, unseen, cases=cases, systems=systems, seed=seed, tolerance=tolerance, metric=metric,
                          workers=workers, search=search, search_budget_ms=search_budget_ms, out=out, as_json=as_json,
-                         command=command)
+                         command=command, rack=rack)
         return
     if data is None:
         raise ParameterError("Give --data DATASET for the in-domain tables, or --unseen SETS for unseen sounds.")
+    if bundle is None:
+        raise ParameterError("Give --bundle (a shipped bundle name such as all, or a bundle folder) to evaluate on --data.")
 
     options = EvaluationOptions(pairs=pairs, param_pairs=param_pairs, seed=seed, metric=metric.lower(),
                                 tolerance=tolerance, split=split, workers=workers,
@@ -101,9 +104,9 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
 
 
-def _evaluate_unseen(bundle: str, sets: str, *, cases: int, systems: str | None, seed: int, tolerance: int, metric: str,
-                     workers: int, search: bool, search_budget_ms: float | None, out: Path, as_json: bool,
-                     command: str) -> None:
+def _evaluate_unseen(bundle: str | None, sets: str, *, cases: int, systems: str | None, seed: int, tolerance: int,
+                     metric: str, workers: int, search: bool, search_budget_ms: float | None, out: Path, as_json: bool,
+                     command: str, rack: str) -> None:
     from serumrnn.core.runtime import check_output_dir
     from serumrnn.core.unseen import FILES, UnseenOptions, default_sets, register_case_set, run_unseen
     from serumrnn.plugins import zyn_banks
@@ -112,7 +115,7 @@ def _evaluate_unseen(bundle: str, sets: str, *, cases: int, systems: str | None,
     names = default_sets() if sets.strip().lower() == "all" else _names(sets)
     options = UnseenOptions(sets=names, cases=cases, seed=seed, systems=_names(systems) if systems else None,
                             metric=metric.lower(), tolerance=tolerance, workers=workers,
-                            search=search, search_budget_ms=search_budget_ms)
+                            search=search, search_budget_ms=search_budget_ms, rack=rack)
     options.check()
     check_output_dir(out)  # fail before the long run, not after it
     with terminal_progress(not as_json) as progress:

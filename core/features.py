@@ -59,14 +59,41 @@ class Features:
         return self.db_mel / self.top_db
 
 
+# Slaney's mel scale (librosa's default): linear to 1 kHz, logarithmic above.
+_MEL_LINEAR_HZ = 200.0 / 3
+_MEL_LOG_START_HZ = 1000.0
+_MEL_LOG_START = _MEL_LOG_START_HZ / _MEL_LINEAR_HZ
+_MEL_LOG_STEP = np.log(6.4) / 27.0
+
+
+def _hz_to_slaney_mel(hz: float) -> float:
+    if hz >= _MEL_LOG_START_HZ:
+        return _MEL_LOG_START + np.log(hz / _MEL_LOG_START_HZ) / _MEL_LOG_STEP
+    return hz / _MEL_LINEAR_HZ
+
+
+def _slaney_mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    return np.where(mel >= _MEL_LOG_START, _MEL_LOG_START_HZ * np.exp(_MEL_LOG_STEP * (mel - _MEL_LOG_START)),
+                    _MEL_LINEAR_HZ * mel)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(settings: FeatureSettings) -> np.ndarray:
-    import librosa
-
-    return librosa.filters.mel(
-        sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
-        fmin=settings.fmin, fmax=settings.fmax,
-    ).astype(np.float32)
+    """The mel filterbank of ``librosa.filters.mel`` (Slaney scale, Slaney area
+    normalisation), float32 ``(n_mels, 1 + n_fft // 2)``, with the same arithmetic in the
+    same order, so it is bit for bit librosa's. Computed here because importing librosa
+    (numba) costs a session about 0.4 s of start-up; ``tests/test_features.py`` holds
+    it equal to librosa's."""
+    s = settings
+    fft_hz = np.fft.rfftfreq(n=s.n_fft, d=1.0 / s.sample_rate)
+    edges_hz = _slaney_mel_to_hz(np.linspace(_hz_to_slaney_mel(s.fmin), _hz_to_slaney_mel(s.fmax), s.n_mels + 2))
+    widths = np.diff(edges_hz)
+    offsets = np.subtract.outer(edges_hz, fft_hz)
+    rising = -offsets[:-2] / widths[:-1, None]
+    falling = offsets[2:] / widths[1:, None]
+    triangles = np.maximum(0, np.minimum(rising, falling)).astype(np.float32)
+    triangles *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]  # equal area per filter
+    return triangles
 
 
 def power_to_db(power: np.ndarray, top_db: float = 80.0, amin: float = 1e-10) -> np.ndarray:

@@ -748,13 +748,21 @@ def _bundle_source(bundle: Any, rack: Rack, *, searching: bool):
     """Where a session's models come from, without loading any: the bundle object given,
     a bundle folder, or None (search alone) when no bundle was named, no shipped bundle
     is for ``rack`` and search is on."""
-    from serumrnn.core.bundle import META_FILE, ModelBundle
+    from serumrnn.core.bundle import ModelBundle
 
     if isinstance(bundle, ModelBundle):
         return bundle
     if bundle is not None or not searching:
         return bundle_path(bundle)
+    return shipped_bundle_for(rack)
+
+
+def shipped_bundle_for(rack: Rack) -> Path | None:
+    """The folder of the first shipped bundle trained for ``rack`` (the default bundles
+    first), or None when none is."""
     import json
+
+    from serumrnn.core.bundle import META_FILE
 
     for name in [*DEFAULT_BUNDLES, *shipped_bundles()]:
         try:

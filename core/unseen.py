@@ -7,8 +7,10 @@ is the same list of cases for the same seed:
 - ``varied``: held-out generated patches of the built-in synth (``varied-<seed>``, seeds
   from ``HELD_OUT_FIRST_SEED``; training data uses lower seeds), each through a random
   chain of built-in effects, so the built-in rack can reach the target exactly.
-- ``presets``: the built-in presets (heard in training) through a random chain of
-  built-in effects (``core/budget.py`` uses it beside ``varied``).
+- ``presets``: the rack's presets through a random chain of the rack's own effects
+  (``core/budget.py`` uses it beside ``varied``). On the built-in rack the models heard
+  these presets in training; on another rack (``UnseenOptions.rack``, e.g. linux-vst)
+  without a bundle, only search alone runs: the rack's own targets, found by search.
 - ``vst-effects``: built-in presets and held-out generated patches through a random chain
   of the linux-vst rack's real effects (LSP, Zyn, Dragonfly): targets made by other
   implementations of the effects, which the built-in rack can only approximate.
@@ -71,7 +73,8 @@ BASE_SYSTEMS: dict[str, tuple[str, dict[str, Any]]] = {
     name: (name, {}) for name in ("rnn", "ni", "cnn", "cnn-1s", "random", "oracle")
 }
 # Run only when asked for by name: their figures depend on the machine's speed (a time budget).
-SEARCH_SYSTEMS = ("rnn+search", "random+search", "search")
+SEARCH_ALONE = "search"  # no model: every unused effect a candidate, knobs from defaults
+SEARCH_SYSTEMS = ("rnn+search", "random+search", SEARCH_ALONE)
 
 
 def system_table() -> dict[str, tuple[str, dict[str, Any]]]:
@@ -87,7 +90,7 @@ def system_table() -> dict[str, tuple[str, dict[str, Any]]]:
     table["rnn+search"] = ("rnn", {"search": True})
     table["random+search"] = ("random", {"search": True})
     if "use_models" in parameters:
-        table["search"] = ("random", {"search": True, "use_models": False})
+        table[SEARCH_ALONE] = ("random", {"search": True, "use_models": False})
     return table
 
 
@@ -270,6 +273,7 @@ class UnseenOptions:
     every one the bundle can run, the search systems only with ``search``);
     search_budget_ms: the search systems' time per step (None: ``suggest``'s default);
     tolerance and metric: the stopping rule; workers: processes for the ZynAddSubFX renders;
+    rack: the rack the sessions run on (without a bundle for it, search alone);
     progress: where cases and sessions done are reported (``core.runtime.ProgressReporter``)."""
 
     sets: tuple[str, ...] | None = None  # None: default_sets()
@@ -282,6 +286,7 @@ class UnseenOptions:
     progress: ProgressReporter | bool | None = None
     search: bool = False
     search_budget_ms: float | None = None
+    rack: str = RACK
 
     def set_names(self) -> tuple[str, ...]:
         return default_sets() if self.sets is None else self.sets
@@ -311,6 +316,8 @@ def choose_systems(asked: Sequence[str] | None, table: Mapping[str, tuple[str, d
     selectors = get_plugin_manager().selectors
 
     def runnable(name: str) -> bool:
+        if bundle is None:  # search alone: suggest swaps a model selector for its search-only one
+            return bool(table[name][1].get("search"))
         kind = selectors.get(table[name][0]).model_kind
         return not kind or bundle.has_selector(kind)
 
@@ -393,7 +400,7 @@ class UnseenResult:
             "",
             f"{meta['cases_per_set']} cases per set, seed {meta['seed']}; command: `{meta['command']}`; "
             f"{meta['machine']}, {meta['seconds']:.0f} s. Each system ran every case as a user does: input and "
-            "target written as WAV files and given to `suggest` (rack builtin). Chain lengths cycle 1-5. "
+            f"target written as WAV files and given to `suggest` (rack {meta.get('rack', RACK)}). Chain lengths cycle 1-5. "
             "MSE, MAE, PCC and MSSMAE are x 100; lower is closer except PCC. "
             + stopping_text(meta["tolerance"], meta["metric"]),
             "",
@@ -490,19 +497,24 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
     shipped bundle name, folder or loaded bundle; ``systems_table``: name -> (selector,
     extra suggest kwargs), default ``system_table()``."""
     from serumrnn.core.registry import get_plugin_manager
-    from serumrnn.core.session import resolve_bundle
+    from serumrnn.core.session import bundle_loudness, resolve_bundle, shipped_bundle_for
 
     options = options or UnseenOptions()
     options.check()
     started = time.perf_counter()
     machine = machine_text()
-    rack = get_plugin_manager().rack(RACK)
-    loaded = resolve_bundle(bundle, rack)
-    table = dict(systems_table) if systems_table is not None else system_table()
+    rack = get_plugin_manager().rack(options.rack)
+    if bundle is None and options.rack != RACK and shipped_bundle_for(rack) is None:
+        loaded = None  # no model for this rack: search alone, as suggest does
+        table = {SEARCH_ALONE: ("rnn", {"search": True})}
+    else:
+        loaded = resolve_bundle(bundle, rack)
+        table = dict(systems_table) if systems_table is not None else system_table()
     if options.search_budget_ms is not None:
         table = {name: (selector, {**extra, "budget_ms": options.search_budget_ms} if extra.get("search") else extra)
                  for name, (selector, extra) in table.items()}
-    systems = choose_systems(options.systems, table, loaded, search=options.search)
+    systems = choose_systems(options.systems, table, loaded, search=options.search or loaded is None)
+    loudness = bundle_loudness(loaded)
     sets = options.set_names()
     for name in sets:  # fail before any work when plugins or banks are missing
         CASE_SETS[name].check()
@@ -511,7 +523,7 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
     with tempfile.TemporaryDirectory(prefix="serumrnn-unseen-") as folder:
         for name in sets:
             making = reporter.task(f"{name}: making {options.cases} cases", 1)
-            made = build_cases(name, options.cases, options.seed, rack=rack, loudness=loaded.loudness,
+            made = build_cases(name, options.cases, options.seed, rack=rack, loudness=loudness,
                                workers=options.workers)
             making.advance(1)
             running = reporter.task(f"{name}: {len(made)} cases x {len(systems)} systems", len(made) * len(systems))
@@ -535,7 +547,8 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
         notes.append("Systems with search spend a time budget per step: their figures depend on the machine's "
                       "speed and load, unlike the others'.")
     meta = {
-        "bundle": str(loaded.path), "bundle_name": loaded.path.name, "loudness": loaded.loudness.name,
+        "rack": rack.name, "bundle": None if loaded is None else str(loaded.path),
+        "bundle_name": "none (search alone)" if loaded is None else loaded.path.name, "loudness": loudness.name,
         "sets": list(sets), "cases_per_set": options.cases, "seed": options.seed,
         "systems": systems, "system_table": {name: {"selector": table[name][0], "suggest": table[name][1]}
                                              for name in systems},

@@ -2,7 +2,7 @@ import librosa
 import numpy as np
 import pytest
 
-from serumrnn.core.features import DEFAULT_SETTINGS, FeatureSettings, LibrosaFeatureExtractor, power_to_db
+from serumrnn.core.features import DEFAULT_SETTINGS, FeatureSettings, LibrosaFeatureExtractor, _mel_basis, power_to_db
 
 
 def test_shapes_and_settings(tone):
@@ -23,6 +23,16 @@ def test_matches_librosa_reference_pipeline(tone):
     features = LibrosaFeatureExtractor().extract(tone)
     np.testing.assert_allclose(features.db_mel, db, atol=2e-3)
     np.testing.assert_allclose(features.mfcc, mfcc, atol=2e-2, rtol=1e-4)
+
+
+@pytest.mark.parametrize("settings", [DEFAULT_SETTINGS, FeatureSettings(n_fft=1024, n_mels=64, fmin=0.0, fmax=22050.0),
+                                      FeatureSettings(sample_rate=22050, n_fft=512, n_mels=40, fmin=300.0, fmax=8000.0)])
+def test_mel_filters_are_librosas(settings):
+    reference = librosa.filters.mel(sr=settings.sample_rate, n_fft=settings.n_fft, n_mels=settings.n_mels,
+                                    fmin=settings.fmin, fmax=settings.fmax)
+    ours = _mel_basis(settings)
+    assert ours.shape == reference.shape and ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, reference)  # bit for bit: sessions and datasets must not move
 
 
 def test_batched_db_is_per_item(rng):

@@ -281,3 +281,24 @@ def test_vst_effect_targets_come_from_the_real_plugins(zyn_banks_here, rack, tin
         ("vst-effects", "rnn"), ("vst-effects", "oracle"), ("zynaddsubfx", "rnn"), ("zynaddsubfx", "oracle")]
     for summary in result.cases:
         assert summary["systems"]["oracle"]["effects"] == [name for name, _ in summary["chain"]]
+
+
+def test_a_rack_without_a_bundle_runs_search_alone_on_its_own_targets(zyn_banks_here, tmp_path):
+    out = tmp_path / "vst-search"
+    outcome = runner.invoke(app, ["evaluate", "--unseen", "presets", "--rack", "linux-vst", "--cases", "1",
+                                  "--out", str(out), "--json"])
+    assert outcome.exit_code == 0, outcome.output
+    meta = json.loads(outcome.stdout)["meta"]
+    assert meta["rack"] == "linux-vst" and meta["bundle"] is None and meta["systems"] == ["search"]
+    case = json.loads(outcome.stdout)["cases"][0]
+    vst_presets = {preset.name for preset in get_plugin_manager().rack("linux-vst").synth.presets}
+    assert case["source"] in vst_presets
+    search = case["systems"]["search"]
+    assert search["steps"] and search["best"] >= 1  # a reachable target: search gets closer
+    assert search["steps"][search["best"] - 1]["mssmae"] < search["initial"]["mssmae"]
+    assert "rack linux-vst" in (out / FILES["markdown"]).read_text()
+
+
+def test_a_dataset_evaluation_still_needs_a_bundle(tmp_path):
+    outcome = runner.invoke(app, ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "out")])
+    assert outcome.exit_code == 2 and "Give --bundle" in outcome.stderr
