@@ -227,7 +227,7 @@ CASE_SETS: dict[str, CaseSet] = {case_set.name: case_set for case_set in (
     CaseSet("varied", "held-out generated patches of the built-in synth, built-in effects", _varied_cases),
     CaseSet("vst-effects", "built-in presets and held-out patches, the linux-vst rack's real effects",
             _vst_effect_cases, _check_vst_effects),
-    CaseSet("presets", "the built-in presets, built-in effects", _preset_cases),
+    CaseSet("presets", "the rack's presets through its own effects (reachable)", _preset_cases),
 )}
 # Sets of the published tables, in their order (``--unseen all``) when registered.
 DEFAULT_SETS = ("varied", "zynaddsubfx", "vst-effects")
