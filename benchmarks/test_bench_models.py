@@ -14,7 +14,8 @@ import torch
 from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_name
 from serumrnn.core.features import FeatureSettings, Features
 from serumrnn.core.models import MODEL_SIZES, build_model
-from serumrnn.core.training import BundleIdentity, MultiLabelTask, ParamTask, SequenceSelectorTask
+from serumrnn.core.model_kinds import MultiLabelKind, ParameterKind, SequenceSelectorKind
+from serumrnn.core.training import BundleIdentity
 
 SETTINGS = FeatureSettings()
 N_EFFECTS = 5
@@ -56,7 +57,7 @@ def test_training_throughput(benchmark, rack, task, size, device):
     specs = _distortion_specs(rack)
     torch.manual_seed(0)
     model = build_model(task, SETTINGS, size, specs=specs, n_effects=N_EFFECTS).to(device).train()
-    objective = {"params": ParamTask(specs), "cnn": MultiLabelTask(N_EFFECTS)}.get(task) or SequenceSelectorTask(task, N_EFFECTS)
+    objective = {"params": ParameterKind(specs), "cnn": MultiLabelKind(N_EFFECTS)}.get(task) or SequenceSelectorKind(task, N_EFFECTS)
     batch_size = objective.default_batch_size
     if size == "paper" and device == "cpu":
         batch_size //= 4  # keep the CPU benchmark short; samples/s is what counts

@@ -49,7 +49,7 @@ def second_step(rack, bundle, target):
     from serumrnn.core.features import LibrosaFeatureExtractor
     from serumrnn.core.metrics import MetricReference
     from serumrnn.core.registry import get_plugin_manager
-    from serumrnn.core.selectors import SelectionState
+    from serumrnn.core.interfaces import SelectionState
 
     extractor = LibrosaFeatureExtractor()
     input_features = extractor.extract(rack.dry("saw"))

@@ -200,7 +200,7 @@ def selector_command(
 ) -> None:
     """Train effect selectors: SerumRNN (rnn) and the NI and CNN baselines."""
     from serumrnn.core.errors import ParameterError
-    from serumrnn.core.models import SELECTOR_KINDS
+    from serumrnn.core.model_kinds import SELECTOR_KINDS
     from serumrnn.core.training import open_dataset, train_selector
 
     kinds = list(SELECTOR_KINDS) if kind == "all" else [kind.strip().lower()]

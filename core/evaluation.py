@@ -635,7 +635,7 @@ def _selector_step_picks(reader, selector, split: str, seed: int) -> list[tuple[
     """``(order, picks)`` per chain for a registered selector, fed the stored features of
     each prefix of the hidden chain (teacher forcing), one step at a time."""
     from serumrnn.core.features import Features
-    from serumrnn.core.selectors import SelectionState
+    from serumrnn.core.interfaces import SelectionState
     from serumrnn.core.model_kinds import most_probable_unused
 
     names = reader.effect_names

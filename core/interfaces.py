@@ -94,22 +94,6 @@ class Effect(abc.ABC):
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         """Effect body: ``audio`` shape ``(n_samples,)``, all knobs resolved."""
 
-    def describe_knobs(self, knobs: Mapping[str, float]) -> str:
-        """``"Mode: Tube. Drive: 0.71 (+14 dB)."`` for the sampled knobs in ``knobs``."""
-        parts = []
-        for spec in self.params:
-            if spec.name not in knobs:
-                continue
-            value = knobs[spec.name]
-            shown = spec.label or spec.name.replace("_", " ").capitalize()
-            if spec.kind == "categorical":
-                parts.append(f"{shown}: {spec.describe(value)}.")
-            elif spec.unit:
-                parts.append(f"{shown}: {value:.2f} ({spec.describe(value)}).")
-            else:
-                parts.append(f"{shown}: {value:.2f}.")
-        return " ".join(parts)
-
 
 @attrs.frozen
 class Preset:

@@ -59,8 +59,6 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from serumrnn.core.features import FeatureSettings
-# IGNORE_INDEX, SELECTOR_KINDS and split_specs are imported from here by older callers.
-from serumrnn.core.model_kinds import IGNORE_INDEX, SELECTOR_KINDS, model_kind, split_specs  # noqa: F401
 from serumrnn.core.params import ParamSpec
 
 MEL_POOL = (4, 4)
@@ -331,7 +329,9 @@ def build_model(
     n_effects: int = 0,
 ) -> nn.Module:
     """A fresh model: ``task`` is ``params`` (needs ``specs``, the effect's ParamSpecs) or a
-    selector kind ``rnn``/``ni``/``cnn`` (needs ``n_effects``)."""
+    selector kind ``rnn``/``ni``/``cnn`` (needs ``n_effects``); the kind builds it."""
+    from serumrnn.core.model_kinds import model_kind
+
     return model_kind(task, specs=specs, n_effects=n_effects).build(settings, size)
 
 

@@ -166,7 +166,9 @@ class WorkerPool:
         else:  # pragma: no cover - Windows: spawned workers are the caller's children
             context = multiprocessing.get_context("spawn")
             owner = None
-        self._queue = context.Queue()
+        # A SimpleQueue writes in the worker's own thread, so a report is in the pipe before
+        # the task's result is sent and the last drain sees it (a Queue's feeder thread may lag).
+        self._queue = context.SimpleQueue()
         self._executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.workers, mp_context=context, initializer=_start_worker,
             initargs=(self._queue, owner, self.initializer, self.initargs))
@@ -174,6 +176,7 @@ class WorkerPool:
 
     def __exit__(self, *exc_info) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        self._queue.close()
 
     def run(self, function: Callable[[Any], Any], tasks: Sequence[Any], *,
             done: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None) -> list:
@@ -182,14 +185,10 @@ class WorkerPool:
         reported through ``report_from_worker``. A task's error is raised here, and the
         tasks not started yet are cancelled."""
         import concurrent.futures
-        import queue
 
         def drain() -> None:
-            while True:
-                try:
-                    count = self._queue.get_nowait()
-                except queue.Empty:
-                    return
+            while not self._queue.empty():
+                count = self._queue.get()
                 if progress is not None:
                     progress(count)
 

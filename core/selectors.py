@@ -14,7 +14,7 @@ import numpy as np
 from serumrnn.core.errors import ParameterError
 from serumrnn.core.interfaces import SelectionState, Selector
 
-__all__ = ["BUILTIN_SELECTORS", "ModelSelector", "OracleSelector", "RandomSelector", "SelectionState", "Selector"]
+__all__ = ["BUILTIN_SELECTORS", "ModelSelector", "OracleSelector", "RandomSelector"]
 
 
 @attrs.frozen

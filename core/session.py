@@ -28,12 +28,12 @@ from serumrnn.core.errors import AudioError, BundleError, ParameterError
 from serumrnn.core.features import Features, LibrosaFeatureExtractor
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
-from serumrnn.core.model_kinds import most_probable_unused as _most_probable_unused
+from serumrnn.core.model_kinds import most_probable_unused
 from serumrnn.core.rack import Rack
 from serumrnn.core.search import (
     DEFAULT_BUDGET_MS, SEARCH_ONLY, Found, SearchOptions, StepSearch, search_options,
 )
-from serumrnn.core.selectors import SelectionState
+from serumrnn.core.interfaces import SelectionState
 
 BUNDLES_DIR = Path(__file__).parent / "bundles"
 # The default is the first shipped of these: `all` (every preset group) is the one meant
@@ -551,7 +551,7 @@ def run_session(
                 break
             found = None
             if searcher is None:
-                effect_name, probability = _most_probable_unused(scores, effect_names, state.applied)
+                effect_name, probability = most_probable_unused(scores, effect_names, state.applied)
                 knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
             else:
                 found = searcher.step(scores, state, chain, started,
@@ -806,8 +806,6 @@ def _session_models(plan: SessionPlan, notes: list[str]):
 
 
 # -- outputs -------------------------------------------------------------------------------
-# Kept importable from here: the commands import them with the session functions.
-from serumrnn.core.runtime import check_output_dir, staged_output_dir  # noqa: E402
 
 
 def write_session(
@@ -823,6 +821,7 @@ def write_session(
     import json
 
     from serumrnn.core.page import INPUT_STEM, TARGET_STEM, step_stem, write_page
+    from serumrnn.core.runtime import staged_output_dir
     from serumrnn.core.plots import plot_mels
 
     with staged_output_dir(out_dir, replace=replace, what="the session") as staging:

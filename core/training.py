@@ -50,9 +50,7 @@ from serumrnn.core.model_kinds import (
     SELECTOR_KINDS,
     Meter,
     ModelKind,
-    MultiLabelKind,
     ParameterKind,
-    SequenceSelectorKind,
     batch_on_device,
     model_kind_for,
 )
@@ -118,12 +116,6 @@ class TrainOptions:
             pick_device(self.device)  # an unknown device is refused before the bundle folder is made
 
 
-# -- what differs between kinds of model (``core/model_kinds.py``) ----------------------
-# The training loop calls a kind's forward, loss, batch_weight and metrics; the old task
-# names stay for callers.
-ParamTask = ParameterKind
-SequenceSelectorTask = SequenceSelectorKind
-MultiLabelTask = MultiLabelKind
 
 
 # -- distributed helpers -----------------------------------------------------------------
@@ -712,6 +704,6 @@ def set_cpu_threads(threads: int | None) -> None:
 
 
 __all__ = [
-    "BundleIdentity", "FitResult", "MultiLabelTask", "ParamTask", "SequenceSelectorTask", "TrainOptions",
+    "BundleIdentity", "FitResult", "TrainOptions",
     "fit", "init_distributed", "open_dataset", "pick_device", "train_into_bundle", "train_params", "train_selector",
 ]

@@ -16,8 +16,8 @@ from serumrnn.core.models import (
     count_parameters,
     model_config,
     per_step_one_hot,
-    split_specs,
 )
+from serumrnn.core.model_kinds import split_specs
 from serumrnn.core.params import ParamSpec
 
 DISTORTION = (

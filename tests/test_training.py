@@ -213,9 +213,9 @@ def test_selector_metrics_count_any_remaining_effect():
     for ``accuracy_remaining``; ``accuracy`` wants the labelled one."""
     import torch
 
-    from serumrnn.core.training import SequenceSelectorTask
+    from serumrnn.core.model_kinds import SequenceSelectorKind
 
-    task = SequenceSelectorTask("rnn", 5)
+    task = SequenceSelectorKind("rnn", 5)
     labels = torch.tensor([[2, 4, 0, -100, -100]])
     applied = torch.zeros(1, 5, 6)
     applied[0, 0, 0], applied[0, 1, 3], applied[0, 2, 5] = 1, 1, 1
