@@ -65,7 +65,7 @@ def evaluate_command(
     unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects, presets (comma-separated, or all: the first three).")] = None,
     cases: Annotated[int, typer.Option("--cases", help="Cases per --unseen set.")] = 12,
     systems: Annotated[str | None, typer.Option("--systems", help="With --unseen: systems to run, comma-separated (default: every one the bundle can run).")] = None,
-    rack: Annotated[str, typer.Option("--rack", help="With --unseen: the rack the sessions run on (the models' rack with --data).")] = "builtin",
+    rack: Annotated[str | None, typer.Option("--rack", help="With --unseen: the rack the sessions run on (default builtin; --data evaluates on the bundle's rack).")] = None,
 ) -> None:
     """Evaluate a model bundle on a dataset's test split (the paper's Tables 2-6 and Figure 4),
     or with --unseen on sounds the models never heard."""
@@ -78,10 +78,12 @@ def evaluate_command(
             raise ParameterError("Give --data (in-domain tables) or --unseen (unseen sounds), not both; run twice for both.")
         _evaluate_unseen(bundle, unseen, cases=cases, systems=systems, seed=seed, tolerance=tolerance, metric=metric,
                          workers=workers, search=search, search_budget_ms=search_budget_ms, out=out, as_json=as_json,
-                         command=command, rack=rack)
+                         command=command, rack=rack or "builtin")
         return
     if data is None:
         raise ParameterError("Give --data DATASET for the in-domain tables, or --unseen SETS for unseen sounds.")
+    if rack is not None:
+        raise ParameterError("--rack goes with --unseen; an evaluation on --data runs on the rack its bundle was trained for.")
     if bundle is None:
         raise ParameterError("Give --bundle (a shipped bundle name such as all, or a bundle folder) to evaluate on --data.")
 

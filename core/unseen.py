@@ -504,7 +504,7 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
     started = time.perf_counter()
     machine = machine_text()
     rack = get_plugin_manager().rack(options.rack)
-    if bundle is None and options.rack != RACK and shipped_bundle_for(rack) is None:
+    if bundle is None and shipped_bundle_for(rack) is None:
         loaded = None  # no model for this rack: search alone, as suggest does
         table = {SEARCH_ALONE: ("rnn", {"search": True})}
     else:

@@ -233,6 +233,8 @@ def test_cli_writes_the_unseen_tables(tiny_bundle, tmp_path):
     (["--unseen", "varied", "--systems", "rnn,bogus"], "Unknown system 'bogus'"),
     (["--unseen", "varied", "--data", "somewhere"], "not both"),
     ([], "Give --data DATASET"),
+    (["--data", "somewhere", "--rack", "linux-vst"], "--rack goes with --unseen"),
+    (["--unseen", "presets", "--rack", "nosuch"], "Unknown rack 'nosuch'"),
 ])
 def test_cli_refuses_in_one_sentence(tiny_bundle, tmp_path, args, words):
     out = tmp_path / "out"
