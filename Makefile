@@ -53,7 +53,8 @@ bench: $(STAMP)
 # thread under a time budget per command, bundle files copied into core/bundles/<group>.
 # The budgets make the result depend on the machine's speed; each group's wall time is
 # at most the sum of its budgets plus ~1-2 minutes of data generation (2-core CPU).
-# `make models` builds every group, `make models-all` just one.
+# `make models` builds every group, `make models-all` just one. Training writes each model's
+# ONNX export beside its weights; `serumrnn bundle export-onnx` refreshes them all before the copy.
 DATA := $(HOME)/.cache/serumrnn/data
 WORK := $(HOME)/.cache/serumrnn/bundles
 SERUMRNN := $(VENV)/bin/serumrnn
@@ -98,8 +99,9 @@ models-%: $(STAMP)
 		$(SERUMRNN) train $$1 --data $(DATA)/$*-s0 --out $(WORK)/$* $$which $$2 --size compact \
 			--max-minutes $$3 --threads 1 --fresh $(EXTRA_INIT_$*) || exit 1; \
 	done
+	$(SERUMRNN) bundle export-onnx $(WORK)/$*
 	rm -rf core/bundles/$* && mkdir -p core/bundles/$*
-	cp $(WORK)/$*/bundle.json $(WORK)/$*/*.safetensors core/bundles/$*/
+	cp $(WORK)/$*/bundle.json $(WORK)/$*/*.safetensors $(WORK)/$*/*.onnx core/bundles/$*/
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache .benchmarks

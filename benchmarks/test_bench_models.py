@@ -13,7 +13,8 @@ import torch
 
 from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_name
 from serumrnn.core.features import FeatureSettings, Features
-from serumrnn.core.models import MODEL_SIZES, build_model
+from serumrnn.core.model_config import MODEL_SIZES
+from serumrnn.core.models import build_model
 from serumrnn.core.model_kinds import MultiLabelKind, ParameterKind, SequenceSelectorKind
 from serumrnn.core.training import BundleIdentity
 

@@ -108,6 +108,32 @@ def test_hybrid_step(benchmark, rack, sized_bundle, target, budget):
     assert set(metrics) == {"mse", "mae", "lsd", "mfccd", "pcc", "mssmae"}
 
 
+def test_revision(benchmark, rack, target):
+    """The revision of a session's kept steps (``search.ChainReviser``) at the default
+    150 renders, on a three-effect chain offered with off knobs and in a wrong order:
+    the cost a searched session adds once, after its steps. It spends every render here
+    (the chain keeps improving), so this is the revision's worst case."""
+    from serumrnn.core.features import LibrosaFeatureExtractor
+    from serumrnn.core.loudness import LUFS_14
+    from serumrnn.core.metrics import MetricReference
+    from serumrnn.core.search import DEFAULT_REVISE_RENDERS, ChainReviser
+
+    entry = rack.level_source("saw", LUFS_14)
+    levelled_target = LUFS_14.apply(target, rack.sample_rate)
+    reference = MetricReference(levelled_target, LibrosaFeatureExtractor().extract(levelled_target))
+    rng = np.random.default_rng(5)
+    offered = [(name, sample_knobs(rack.effect(name).params, rng)) for name in reversed(TARGET_CHAIN)]
+    start = reference.score("mssmae", LUFS_14.apply(rack.process(entry, offered), rack.sample_rate))
+
+    def revise():
+        return ChainReviser(rack=rack, entry=entry, loudness=LUFS_14, reference=reference, metric="mssmae",
+                            renders=DEFAULT_REVISE_RENDERS).revise(offered, start)
+
+    revised = benchmark.pedantic(revise, rounds=5, warmup_rounds=1)
+    assert revised.score < start
+    benchmark.extra_info.update(kind="revision", renders=revised.renders)
+
+
 @pytest.mark.parametrize("selector", ["rnn", "ni", "cnn", "random", "oracle", "cnn-1s"])
 def test_whole_session(benchmark, rack, sized_bundle, target, selector):
     """A whole plain session (no search) from preset to target with no stopping (tolerance 5), for each of

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from serumrnn.cli import budget, dataset, demo, evaluate, listing, render, serve, suggest, train
+from serumrnn.cli import budget, bundle, dataset, demo, evaluate, listing, render, serve, suggest, train
 
 app = typer.Typer(
     name="serumrnn",
@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-for module in (listing, render, suggest, demo, serve, dataset, train, evaluate, budget):
+for module in (listing, render, suggest, demo, serve, dataset, train, evaluate, budget, bundle):
     app.add_typer(module.app)
 app.add_typer(dataset.dataset_app, name="dataset", help="Inspect generated datasets.")
 

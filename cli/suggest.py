@@ -45,10 +45,27 @@ def print_session(session, *, title: str) -> None:
         console.print(f"No step brought the sound closer on {metric.upper()}; stopped: {session.stop_reason}.")
     else:
         keep = "step 1" if best == 1 else f"steps 1-{best}"
+        kept_metrics = session.steps[best - 1].metrics
         console.print(
-            f"Keep {keep}: {session.closer_pct(session.best_metrics):.1f}% closer to the target on "
+            f"Keep {keep}: {session.closer_pct(kept_metrics):.1f}% closer to the target on "
             f"{metric.upper()}. Stopped: {session.stop_reason}."
         )
+    print_revision(session)
+
+
+def print_revision(session) -> None:
+    """The revised chain, when the session has one: its instructions and what changed."""
+    revision = session.revision
+    if revision is None:
+        return
+    if not revision.changes:
+        console.print(f"Revising steps 1-{revision.kept} as a whole ({revision.renders} renders) changed nothing.")
+        return
+    console.print(f"[bold]Revised chain[/bold] ({revision.renders} renders): "
+                  f"{session.closer_pct(revision.metrics):.1f}% closer on {session.metric.upper()}. From the input:")
+    for instruction in revision.instructions:
+        console.print(f"  {instruction.step}. {instruction.action}")
+    console.print("[dim]Changed from the steps: " + " ".join(revision.changes) + "[/dim]")
 
 
 @app.command("suggest")
@@ -69,6 +86,7 @@ def suggest_command(
     budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Search time per step in ms (default: none, the render count decides); what it buys depends on the machine's speed.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Candidate effects per step: the selector's top K unused (default: all).")] = None,
     max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 20 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
+    revise_renders: Annotated[int | None, typer.Option("--revise-renders", help="With search: renders spent revising the kept steps as a whole (leave effects out, reorder, retune) once they are found (default 150; 0: no revision).")] = None,
 ) -> None:
     """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
     from serumrnn.core.runtime import check_output_dir
@@ -79,7 +97,7 @@ def suggest_command(
     with console.status("Finding the steps...", spinner="dots") if not as_json else contextlib.nullcontext():
         session = suggest(input, target, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance,
                           metric=metric, to_c4=to_c4, seed=seed, search=search, budget_ms=budget_ms, top_k=top_k,
-                          max_renders=max_renders)
+                          max_renders=max_renders, revise_renders=revise_renders)
     if out is not None:
         write_session(session, out)
     if as_json:

@@ -73,7 +73,7 @@ class TrainingRun:
 
     def options(self):
         """``TrainOptions`` after checking the size and every number (before any work)."""
-        from serumrnn.core.models import model_config
+        from serumrnn.core.model_config import model_config
         from serumrnn.core.training import TrainOptions
 
         model_config(self.size)

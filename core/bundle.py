@@ -5,20 +5,24 @@ A bundle is a folder::
     bundle.json                     what the bundle is for, and every model in it
     params-<effect>.safetensors     one effect parameter model per effect
     selector-rnn.safetensors        SerumRNN (and selector-ni, selector-cnn)
+    <model>.onnx                    its ONNX export, what sessions run (optional)
     logs/<model>/train_log.csv      per-epoch training log
     .checkpoints/<model>/           training checkpoints (resume), removed when done
 
 ``bundle.json`` records the format version, rack, effects with their ``ParamSpec`` JSON,
 feature settings, preset group, dataset fingerprint, and per model: its file, task,
 size and layer config, storage dtype, SHA-256 of the file, validation metrics and
-training facts (time, epochs, device, why it stopped).
+training facts (time, epochs, device, why it stopped), and its ONNX export: file,
+SHA-256, and the SHA-256 of the weights it was exported from.
 
 Loading checks all of it and refuses, with one sentence, a bundle for another rack,
 effect set or feature setting, a corrupt or truncated file, a missing file or a file
 name that leaves the folder. Weights are safetensors only; nothing is unpickled. A
 model's network is built when it is first used (``ModelBundle.model``), so a session
 builds only the models it asks for; each kind of model is fed and read as
-``core/model_kinds.py`` says.
+``core/model_kinds.py`` says. On the CPU a model with an up-to-date ONNX export runs
+with onnxruntime and torch is never imported; otherwise its torch module runs
+(``docs/design.md``, Inference backends).
 A bundle may hold any subset of the models; training adds to it, one atomic write at a
 time (a lock file serialises concurrent writers).
 """
@@ -41,6 +45,7 @@ from serumrnn.core.errors import BundleError, OutputError, ParameterError
 from serumrnn.core.features import Features, FeatureSettings
 from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
 from serumrnn.core.model_kinds import PARAMS, SELECTOR_KINDS, ModelKind, model_kind_for
+from serumrnn.core.onnx_backend import OPSET, OnnxModel, export_onnx
 from serumrnn.core.params import ParamSpec
 from serumrnn.core.runtime import file_lock, write_bytes_atomic, write_json_atomic
 
@@ -53,6 +58,9 @@ LOCK_WAIT_S = 60.0
 # ParamSpec fields that change what a model learnt; display fields (label, unit) do not.
 _MODEL_SPEC_FIELDS = ("name", "kind", "sample_ranges", "classes", "default", "sampled")
 _MODEL_NAME = re.compile(r"^(params|selector)-[A-Za-z0-9][A-Za-z0-9_-]*$")
+# auto: a model's ONNX export where it is usable (CPU, up to date), else torch.
+BACKENDS = ("auto", "torch")
+EXPORT_HINT = "export it again with `serumrnn bundle export-onnx FOLDER`"
 
 
 def param_model_name(effect: str) -> str:
@@ -121,10 +129,14 @@ class ModelBundle:
     rack_name, effect_names, preset_group, feature_settings: what the bundle is for.
     """
 
-    def __init__(self, path: Path, meta: dict, *, device: str = "cpu", threads: int | None = 1) -> None:
+    def __init__(self, path: Path, meta: dict, *, device: str = "cpu", threads: int | None = 1,
+                 backend: str = "auto") -> None:
+        if backend not in BACKENDS:
+            raise ParameterError(f"Unknown inference backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         self.path = Path(path)
         self.meta = meta
         self.device = device
+        self.backend = backend
         # CPU threads for inference (None: leave torch's setting alone).
         self.threads = threads if str(device).startswith("cpu") else None
         self.rack_name: str = meta["rack"]
@@ -137,8 +149,11 @@ class ModelBundle:
             name: tuple(ParamSpec.from_json(spec) for spec in meta["effects"][name]) for name in self.effect_names
         }
         self._models: dict[str, Any] = {}
-        # Weights read and verified by load, kept until their model is first built.
+        # Weights (numpy arrays) read and verified by load, kept until their model is first built.
         self._weights: dict[str, dict] = {}
+        # ONNX exports: bytes verified by load, then one onnxruntime session per model.
+        self._onnx_bytes: dict[str, bytes] = {}
+        self._sessions: dict[str, OnnxModel] = {}
 
     # -- creation ---------------------------------------------------------------------
     @classmethod
@@ -235,6 +250,7 @@ class ModelBundle:
         feature_settings: FeatureSettings | None = None,
         build_models: bool = True,
         threads: int | None = 1,
+        backend: str = "auto",
     ) -> "ModelBundle":
         """Load and validate a bundle.
 
@@ -247,8 +263,12 @@ class ModelBundle:
         build_models: True also reads and verifies every model's weights file; each
             network is built when first used (``model``). False only checks
             ``bundle.json`` (training uses it to add models).
-        threads: torch CPU threads during inference (1 is fastest for single examples on
-            a busy machine); ``None`` keeps torch's setting.
+        threads: CPU threads during inference, torch's or onnxruntime's (1 is fastest for
+            single examples on a busy machine); ``None`` keeps torch's setting (and
+            onnxruntime's default).
+        backend: ``auto`` runs a model's ONNX export with onnxruntime when the device is
+            the CPU and the export is up to date (made from the current weights), its
+            torch module otherwise; ``torch`` always runs the torch modules.
 
         Raises
         ------
@@ -267,7 +287,7 @@ class ModelBundle:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleError(f"{META_FILE} of bundle '{path}' is unreadable or corrupt ({type(exc).__name__}); retrain the bundle.") from None
         cls._check_meta_shape(path, meta)
-        bundle = cls(path, meta, device=device, threads=threads)
+        bundle = cls(path, meta, device=device, threads=threads, backend=backend)
         if rack is not None:
             bundle.check_rack(rack)
         if feature_settings is not None and feature_settings != bundle.feature_settings:
@@ -275,7 +295,11 @@ class ModelBundle:
         if build_models:
             for name in meta["models"]:
                 bundle._description(name)  # a model described inconsistently is refused here
-                bundle._weights[name] = bundle.read_weights(name)
+                data = bundle._read_checked(name)
+                if bundle.uses_onnx(name):  # the weights' checksum suffices; torch never parses them
+                    bundle._onnx_bytes[name] = bundle._read_onnx(name)
+                else:
+                    bundle._weights[name] = bundle._parse_weights(name, data)
         return bundle
 
     @staticmethod
@@ -309,6 +333,16 @@ class ModelBundle:
                 raise BundleError(
                     f"{broken} points model {name} at file {entry.get('file')!r}, outside its naming scheme; refusing to read it."
                 )
+            export = entry.get("onnx")
+            if export is None:
+                continue
+            if not isinstance(export, dict) or not all(isinstance(export.get(key), str) for key in ("sha256", "weights_sha256")):
+                raise BundleError(f"{broken} describes the ONNX export of model {name} inconsistently; {EXPORT_HINT}.")
+            if export.get("file") != f"{name}.onnx":
+                raise BundleError(
+                    f"{broken} points the ONNX export of model {name} at file {export.get('file')!r}, outside its "
+                    "naming scheme; refusing to read it."
+                )
 
     def check_rack(self, rack: Any) -> None:
         """Refuse a rack this bundle was not trained for (name, effects, specs, audio settings)."""
@@ -323,13 +357,17 @@ class ModelBundle:
                 f"{rack.name} renders {rack.sample_rate} Hz, {rack.duration_s:g} s; use a matching bundle."
             )
 
-    def read_weights(self, name: str) -> dict:
-        import safetensors.torch
-
-        entry = self.meta["models"][name]
-        file = (self.path / entry["file"]).resolve()
+    def _model_file(self, name: str, file_name: str) -> Path:
+        file = (self.path / file_name).resolve()
         if file.parent != self.path.resolve():
             raise BundleError(f"Bundle '{self.path}' model {name} points outside the bundle folder; refusing to read it.")
+        return file
+
+    def _read_checked(self, name: str) -> bytes:
+        """The bytes of model ``name``'s weights file, checked against its recorded
+        checksum (not parsed)."""
+        entry = self.meta["models"][name]
+        file = self._model_file(name, entry["file"])
         if not file.exists():
             raise BundleError(f"Bundle '{self.path}' lists model {name} but its file {entry['file']} is missing; retrain that model.")
         try:
@@ -341,16 +379,48 @@ class ModelBundle:
             raise BundleError(
                 f"{entry['file']} of bundle '{self.path}' is corrupt or truncated (checksum mismatch); retrain that model."
             )
+        return data
+
+    def _parse_weights(self, name: str, data: bytes) -> dict[str, np.ndarray]:
+        import safetensors.numpy  # numpy, not torch: loading a bundle does not import torch
+
         try:
-            return safetensors.torch.load(data)
+            return safetensors.numpy.load(data)
         except Exception as exc:  # safetensors raises its own error types
             raise BundleError(
-                f"{entry['file']} of bundle '{self.path}' is not a valid safetensors file ({type(exc).__name__}); retrain that model."
+                f"{self.meta['models'][name]['file']} of bundle '{self.path}' is not a valid safetensors file "
+                f"({type(exc).__name__}); retrain that model."
             ) from None
+
+    def read_weights(self, name: str) -> dict[str, np.ndarray]:
+        """Model ``name``'s weights as numpy arrays (stored dtype), checksum verified."""
+        return self._parse_weights(name, self._read_checked(name))
+
+    def uses_onnx(self, name: str) -> bool:
+        """Whether model ``name`` runs its ONNX export: backend ``auto`` on the CPU, and an
+        export recorded, present, and made from the weights the bundle records. A stale
+        export (weights changed since) or a missing one leaves the model to torch."""
+        entry = self.meta["models"][name]
+        export = entry.get("onnx")
+        return (self.backend == "auto" and str(self.device).startswith("cpu") and isinstance(export, dict)
+                and bool(entry.get("sha256")) and export.get("weights_sha256") == entry.get("sha256")
+                and self._model_file(name, export["file"]).is_file())
+
+    def _read_onnx(self, name: str) -> bytes:
+        """The bytes of model ``name``'s ONNX export, checked against its recorded checksum."""
+        export = self.meta["models"][name]["onnx"]
+        try:
+            data = self._model_file(name, export["file"]).read_bytes()
+        except OSError as exc:
+            raise BundleError(f"Cannot read {export['file']} of bundle '{self.path}' ({exc.strerror}).") from None
+        if _sha256(data) != export["sha256"]:
+            raise BundleError(f"{export['file']} of bundle '{self.path}' is corrupt or truncated (checksum mismatch); "
+                              f"{EXPORT_HINT}.")
+        return data
 
     def _description(self, name: str) -> tuple[ModelKind, Any]:
         """The kind and layer config ``bundle.json`` records for model ``name``."""
-        from serumrnn.core.models import ModelConfig
+        from serumrnn.core.model_config import ModelConfig
 
         entry = self.meta["models"][name]
         try:
@@ -373,7 +443,8 @@ class ModelBundle:
             raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
         weights = self._weights.pop(name, None) or self.read_weights(name)
         try:
-            model.load_state_dict(weights, strict=True)
+            # copies: the arrays safetensors parses are read-only views of the file's bytes
+            model.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in weights.items()}, strict=True)
         except RuntimeError:
             raise BundleError(
                 f"Weights of model {name} in bundle '{self.path}' do not fit its recorded architecture; retrain that model."
@@ -394,12 +465,15 @@ class ModelBundle:
         training: Mapping | None = None,
         dataset_fingerprint: str = "",
         float16: bool = True,
+        onnx: bool = True,
     ) -> Path:
         """Write ``model``'s weights as ``<name>.safetensors`` and record it in
         ``bundle.json`` (both atomically; a model of the same name is replaced).
 
         ``float16`` stores floating weights in half precision (half the size; inference
-        converts back to float32)."""
+        converts back to float32). ``onnx`` also writes ``<name>.onnx``, the ONNX export of
+        the stored weights that sessions run; when the export fails the entry records
+        why (``onnx_error``) and the model runs with torch."""
         import safetensors.torch
         import torch
 
@@ -432,6 +506,11 @@ class ModelBundle:
             "dataset_fingerprint": dataset_fingerprint,
             "saved": _now(),
         }
+        if onnx:
+            try:
+                entry["onnx"] = self._export(name, model_kind_for(task, self.effect_specs, effect), config, data)
+            except Exception as exc:  # the weights are kept; sessions then run torch
+                entry["onnx_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         with _locked(self.path):
             # Re-read: another training may have added its model since we opened the bundle.
             current = json.loads((self.path / META_FILE).read_text())
@@ -440,9 +519,60 @@ class ModelBundle:
                 current["dataset_fingerprint"] = dataset_fingerprint
             _write_json_atomic(self.path / META_FILE, current)
         self.meta = current
-        self._models.pop(name, None)
-        self._weights.pop(name, None)
+        self._forget(name)
         return self.path / file_name
+
+    def _forget(self, name: str) -> None:
+        for cache in (self._models, self._weights, self._onnx_bytes, self._sessions):
+            cache.pop(name, None)
+
+    def _export(self, name: str, kind: ModelKind, config: Any, weights: bytes) -> dict:
+        """Write ``<name>.onnx``, the export of the model that ``weights`` (safetensors
+        bytes) hold, built as inference builds it; its ``bundle.json`` record."""
+        import safetensors.torch
+
+        model = kind.build(self.feature_settings, config)
+        try:
+            model.load_state_dict(safetensors.torch.load(weights), strict=True)
+        except RuntimeError:
+            raise BundleError(
+                f"Weights of model {name} in bundle '{self.path}' do not fit its recorded architecture; retrain that model."
+            ) from None
+        data = export_onnx(kind, model.to("cpu").eval(), self.feature_settings)
+        file_name = f"{name}.onnx"
+        write_bytes_atomic(self.path / file_name, data, ".onnx")
+        return {"file": file_name, "sha256": _sha256(data), "weights_sha256": _sha256(weights), "opset": OPSET}
+
+    def export_onnx(self, names: Sequence[str] | None = None) -> list[dict]:
+        """Write the ONNX export of each model in ``names`` (default: every model) from its
+        stored weights, leaving the weights as they are, and record them in ``bundle.json``.
+        Returns a row per model: model, file, sha256, and whether the file changed."""
+        names = self.model_names if names is None else list(names)
+        exports, rows = {}, []
+        for name in names:
+            self._check_has(name)
+            kind, config = self._description(name)
+            weights = self._read_checked(name)
+            self._parse_weights(name, weights)  # refuse a broken file in one sentence
+            previous = self.meta["models"][name].get("onnx") or {}
+            existed = (self.path / f"{name}.onnx").is_file()
+            export = self._export(name, kind, config, weights)
+            exports[name] = (_sha256(weights), export)
+            rows.append({"model": name, "file": export["file"], "sha256": export["sha256"],
+                         "changed": not existed or previous.get("sha256") != export["sha256"]
+                         or previous.get("weights_sha256") != export["weights_sha256"]})
+        with _locked(self.path):
+            current = json.loads((self.path / META_FILE).read_text())
+            for name, (weights_sha, export) in exports.items():
+                entry = current["models"].get(name)
+                if entry is not None and entry.get("sha256", weights_sha) == weights_sha:  # not retrained meanwhile
+                    entry["onnx"] = export
+                    entry.pop("onnx_error", None)
+            _write_json_atomic(self.path / META_FILE, current)
+        self.meta = current
+        for name in names:
+            self._forget(name)
+        return rows
 
     def save(self) -> None:
         """Rewrite ``bundle.json`` from ``meta`` (atomically)."""
@@ -470,6 +600,28 @@ class ModelBundle:
         if name not in self._models:
             self._models[name] = self._build(name)
         return self._models[name]
+
+    def runner(self, name: str):
+        """What runs model ``name`` in sessions: its onnxruntime session (``OnnxModel``)
+        where ``uses_onnx``, else its torch module; created and cached on first use, so a
+        broken file is refused before any work."""
+        self._check_has(name)
+        if name in self._sessions:
+            return self._sessions[name]
+        if not self.uses_onnx(name):
+            return self.model(name)
+        kind, _ = self._description(name)
+        data = self._onnx_bytes.pop(name, None)
+        if data is None:  # not verified by load: the weights' checksum too, as the torch path checks it
+            self._read_checked(name)
+            data = self._read_onnx(name)
+        self._sessions[name] = OnnxModel(data, inputs=kind.onnx_inputs, threads=self.threads,
+                                         what=f"{self.meta['models'][name]['onnx']['file']} of bundle '{self.path}'")
+        return self._sessions[name]
+
+    def _inference(self, runner: Any) -> contextlib.AbstractContextManager[None]:
+        """torch's thread setting around a torch module's pass (onnxruntime's is per session)."""
+        return contextlib.nullcontext() if isinstance(runner, OnnxModel) else _torch_threads(self.threads)
 
     # -- inference --------------------------------------------------------------------
     def _check_features(self, features: Features, what: str) -> None:
@@ -507,9 +659,9 @@ class ModelBundle:
         if not currents:
             return []
         name = param_model_name(effect)
-        model, kind = self.model(name), self.model_kind(name)
+        model, kind = self.runner(name), self.model_kind(name)
         self._check_inputs(currents, targets)
-        with _torch_threads(self.threads):
+        with self._inference(model):
             return kind.predict(model, currents, targets, device=self.device)
 
     def selector_probabilities(self, kind: str, history: Sequence[Features], applied: Sequence[str],
@@ -536,9 +688,9 @@ class ModelBundle:
         if unknown:
             raise ParameterError(f"Bundle '{self.path}' has no effect {unknown[0]!r}; its effects are {', '.join(self.effect_names)}.")
         name = selector_model_name(kind)
-        model, model_kind = self.model(name), self.model_kind(name)
+        model, model_kind = self.runner(name), self.model_kind(name)
         self._check_inputs(history, [target])
-        with _torch_threads(self.threads):
+        with self._inference(model):
             return model_kind.predict(model, history, [self.effect_names.index(name) for name in applied], target,
                                       device=self.device)
 

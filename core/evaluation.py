@@ -139,7 +139,8 @@ def systems_markdown(rows: Sequence[Mapping]) -> str:
     """Table 4 (and the unseen sets' Table 4) as Markdown."""
     return markdown_table(rows, [("source", "source"), ("system", "system"), ("kept", "kept"),
                                   *((m, m.upper()) for m in METRICS), ("pairs", "pairs"),
-                                  ("renders_per_step", "renders/step"), ("ms_per_step", "ms/step")])
+                                  ("renders_per_step", "renders/step"), ("ms_per_step", "ms/step"),
+                                  ("revise_renders", "revision renders"), ("revise_ms", "revision ms")])
 
 
 def progress_markdown(rows: Sequence[Mapping]) -> str:
@@ -302,7 +303,8 @@ class EvaluationResult:
             "",
             f"Measured during this run ({meta['workers']} worker process(es), {meta['machine']}). A step is "
             "selection + knob prediction + render + features + metrics; a session is its set-up plus the steps "
-            f"it applies with tolerance {meta['tolerance']}. The paper reports about "
+            f"it applies with tolerance {meta['tolerance']}, plus the revision of its kept steps for the systems "
+            "with search. The paper reports about "
             f"{paper.STEP_LATENCY_MS:.0f} ms per step.",
             "",
             markdown_table(self.latency, [
@@ -488,11 +490,15 @@ def _session_pair(task: Mapping) -> dict:
     for system in task["systems"]:
         selector, search = system_setup(manager, system, task.get("search_budget_ms", DEFAULT_BUDGET_MS))
         started = time.perf_counter()
+        revise = search.revise_renders if search else 0
         session = run_session(chain["preset"], target, rack=rack, bundle=bundle, selector=selector,
                               metric=_worker["metric"], tolerance=len(rack.effect_names),
                               true_chain=chain["order"] if selector.needs_true_chain else None,
-                              seed=task["seed"], extractor=extractor, search=search)
+                              seed=task["seed"], extractor=extractor,
+                              search=attrs.evolve(search, revise_renders=0) if search else search)
         records[system] = session_record(session, time.perf_counter() - started)
+        if revise:
+            add_revisions(records[system], session, rack, _worker["metric"], task["tolerance"], revise)
     return {"chain_id": chain["chain_id"], "length": len(chain["order"]), "order": chain["order"], "systems": records}
 
 
@@ -779,8 +785,42 @@ def session_outcome(record: Mapping, metric: str, tolerance: int, keep: str = "b
 
 
 def final_metrics(record: Mapping, kept: int) -> list[float]:
-    """The metrics of a session's final sound: the input's (``kept`` 0) or the kept step's."""
+    """The metrics of a session's final sound: the input's (``kept`` 0), the kept step's,
+    or, for a system that revises its kept steps, the revision of the first ``kept``."""
+    revision = record.get("revisions", {}).get(str(kept))
+    if revision is not None:
+        return revision["metrics"]
     return record["initial"] if kept == 0 else record["steps"][kept - 1]
+
+
+REVISION_NOTE = ("Systems with search then revise their kept steps as a whole, as suggest does (leave effects out, "
+                 "swap neighbours, retune knobs; `revision renders` and `revision ms` per session in Table 4): "
+                 "their final sound is the revision, under both keep rules, so Figure 4 leaves them out.")
+
+
+def add_revisions(record: dict, session, rack, metric: str, tolerance: int, renders: int) -> None:
+    """Revise ``session``'s steps as a session with ``tolerance`` would (``revise_session``)
+    for the steps each keep rule keeps, and record each revision under its number of
+    kept steps (``final_metrics`` reads them). Sessions run to the end, so the stopping
+    rule is applied here first, as for every system."""
+    from serumrnn.core.session import revise_session
+
+    revisions: dict[str, dict] = {}
+    for keep in KEEP_RULES:
+        _, kept = session_outcome(record, metric, tolerance, keep)
+        if kept and str(kept) not in revisions:
+            revision = revise_session(session, kept, rack=rack, renders=renders)
+            revisions[str(kept)] = {"metrics": [revision.metrics[m] for m in METRICS], "renders": revision.renders,
+                                    "seconds": revision.seconds, "keep": keep,
+                                    "effects": [name for name, _ in revision.chain]}
+    record["revisions"] = revisions
+    record["revised_at_tolerance"] = tolerance
+
+
+def revised_systems(pair_records: Sequence[Mapping], systems: Sequence[str]) -> list[str]:
+    """The systems whose records carry revisions (made for one tolerance only)."""
+    return [system for system in systems
+            if pair_records and any("revisions" in pair["systems"][system] for pair in pair_records)]
 
 
 def _deltas(records: Sequence[Mapping], metric: str, tolerance: int, keep: str) -> np.ndarray:
@@ -861,9 +901,11 @@ def session_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
 
 
 def tolerance_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str) -> list[dict]:
-    """Figure 4: mean final Δ per metric for tolerance 0..4, per system and keep rule."""
+    """Figure 4: mean final Δ per metric for tolerance 0..4, per system and keep rule
+    (systems that revise their kept steps were revised for one tolerance only: left out)."""
     rows = []
-    for system in systems:
+    revised = revised_systems(pair_records, systems)
+    for system in (system for system in systems if system not in revised):
         records = [pair["systems"][system] for pair in pair_records]
         for keep in KEEP_RULES:
             for tolerance in range(MAX_TOLERANCE + 1):
@@ -877,8 +919,12 @@ def _step_cost(records: Sequence[Mapping]) -> dict:
     """Mean renders and median ms per step over every step run (searched systems spend a budget)."""
     renders = [count for record in records for count in record.get("renders", [1] * len(record["seconds"]))]
     seconds = [value for record in records for value in record["seconds"]]
+    revised = [revision for record in records for revision in record.get("revisions", {}).values()
+               if revision["keep"] == "best"]
     return {"renders_per_step": float(np.mean(renders)) if renders else None,
-            "ms_per_step": float(np.median(seconds) * 1000) if seconds else None}
+            "ms_per_step": float(np.median(seconds) * 1000) if seconds else None,
+            "revise_renders": float(np.mean([r["renders"] for r in revised])) if revised else None,
+            "revise_ms": float(np.median([r["seconds"] for r in revised]) * 1000) if revised else None}
 
 
 def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric: str, tolerance: int) -> list[dict]:
@@ -889,9 +935,11 @@ def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric
         steps, sessions = [], []
         for pair in pair_records:
             record = pair["systems"][system]
-            applied, _ = session_outcome(record, metric, tolerance)
+            applied, kept = session_outcome(record, metric, tolerance)
             steps += record["seconds"]
-            sessions.append(record["setup_seconds"] + sum(record["seconds"][:applied]))
+            revision = record.get("revisions", {}).get(str(kept))
+            sessions.append(record["setup_seconds"] + sum(record["seconds"][:applied])
+                            + (revision["seconds"] if revision else 0.0))
         step_ms, session_ms = np.asarray(steps) * 1000, np.asarray(sessions) * 1000
         rows.append({
             "system": system,
@@ -934,6 +982,7 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
         notes.append(f"Systems with search spend up to {options.search_budget_ms:g} ms per step: their figures depend "
                      "on the machine's speed and load, unlike the others'." if options.search_budget_ms is not None
                      else f"Systems with search spend {DEFAULT_MAX_RENDERS} renders per step (the default budget).")
+        notes.append(REVISION_NOTE)
     session_plan, per_length = plan_session_pairs(reader, options.pairs, options.seed, options.split)
     short = [f"{length} effect(s): {count}" for length, count in per_length.items()
              if count < options.pairs // len(CHAIN_LENGTHS)]
@@ -956,7 +1005,8 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
         for task, chunk in zip(param_tasks, chunks):
             param_results[task["effect"]] += chunk
         session_tasks = [{"chain": chain, "systems": systems, "seed": chain_seed(options.seed, chain["chain_id"]),
-                          "search_budget_ms": options.search_budget_ms} for chain in session_plan]
+                          "search_budget_ms": options.search_budget_ms, "tolerance": options.tolerance}
+                         for chain in session_plan]
         pair_records = run(_session_pair, session_tasks,
                            start(f"Tables 4-6: sessions ({len(systems)} systems each)", len(session_tasks)))
 

@@ -9,8 +9,10 @@ A kind holds everything that differs between them, so that training
 - ``forward``, ``batch_weight``, ``loss``, ``new_meter``, ``measure``, ``metrics``: what
   the training loop and validation need;
 - ``encode`` (sounds' features into a batch), ``infer`` (the one batched forward pass
-  in inference mode), ``decode`` (outputs into knobs or probabilities) and ``predict``
-  (the three in a row).
+  in inference mode, of a torch module or an ONNX export), ``decode`` (outputs into
+  knobs or probabilities, in numpy for both backends) and ``predict`` (the three in a row);
+- ``export_module``, ``onnx_inputs``, ``onnx_outputs``, ``onnx_dynamic_axes`` and
+  ``onnx_example``: what the ONNX export traces and runs (``core/onnx_backend.py``).
 
 The two rules every path shares live here too: the applied-effects encoding of a
 selector's steps (``applied_before_steps``) and the choice of the next effect from a
@@ -30,6 +32,7 @@ import numpy as np
 
 from serumrnn.core.errors import ParameterError
 from serumrnn.core.features import Features, FeatureSettings
+from serumrnn.core.onnx_backend import OnnxModel
 from serumrnn.core.params import ParamSpec
 from serumrnn.core.search import ranked_unused
 
@@ -78,6 +81,30 @@ def _encode_pairs(pairs: Sequence[tuple[Features, Features]]) -> dict[str, np.nd
     return {"mel": np.stack([mel for mel, _ in encoded]), "mfcc": np.stack([mfcc for _, mfcc in encoded])}
 
 
+def to_numpy(outputs: Any) -> Any:
+    """Outputs of ``infer`` as numpy arrays (torch tensors as float32, lists and tuples
+    kept), so one ``decode`` reads both backends."""
+    if isinstance(outputs, (list, tuple)):
+        return type(outputs)(to_numpy(item) for item in outputs)
+    if hasattr(outputs, "detach"):  # a torch tensor; torch itself need not be imported here
+        return outputs.detach().float().cpu().numpy()
+    return np.asarray(outputs)
+
+
+def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax in float32, the largest logit subtracted first (equal to torch's within
+    float32 rounding)."""
+    logits = np.asarray(logits, dtype=np.float32)
+    exp = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return exp / exp.sum(axis=axis, keepdims=True)
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Logistic function in float32 (a large negative logit gives 0, not a warning)."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float32)))).astype(np.float32)
+
+
 def batch_on_device(batch: Mapping[str, Any], device: Any) -> dict:
     """``batch`` with its arrays and tensors on ``device`` (anything else as it is)."""
     import torch
@@ -120,6 +147,9 @@ class ModelKind:
 
     name: str
     default_batch_size = 128
+    # ONNX exports: input names (batch keys, in ``forward`` order) and output names.
+    onnx_inputs: tuple[str, ...] = ("mel", "mfcc")
+    onnx_outputs: tuple[str, ...] = ("logits",)
 
     def build(self, settings: FeatureSettings, size: Any) -> Any:
         """A fresh network for ``settings`` and model size ``size`` (name or ``ModelConfig``)."""
@@ -137,11 +167,34 @@ class ModelKind:
         return int(batch["mel"].shape[0])
 
     def infer(self, model: Any, batch: Mapping, device: Any) -> Any:
-        """The outputs of ``model`` (in eval mode) for ``batch``, in inference mode."""
+        """The outputs of ``model`` for ``batch``: a torch module (in eval mode) runs
+        in inference mode on ``device`` and gives tensors; an ``OnnxModel`` (an export of
+        ``export_module``) gives numpy arrays in the same structure (``from_onnx``)."""
+        if isinstance(model, OnnxModel):
+            return self.from_onnx(model.run({name: np.ascontiguousarray(batch[name], dtype=np.float32)
+                                             for name in self.onnx_inputs}))
         import torch
 
         with torch.inference_mode():
             return self.forward(model, batch_on_device(batch, device))
+
+    # -- ONNX export -------------------------------------------------------------------------------
+    def export_module(self, model: Any) -> Any:
+        """The torch module the ONNX export traces: ``forward(*onnx_inputs)``."""
+        return model
+
+    def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
+        """Axes of the export's inputs and outputs that vary: the batch."""
+        return {name: {0: "batch"} for name in (*self.onnx_inputs, *self.onnx_outputs)}
+
+    def onnx_example(self, settings: FeatureSettings, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Inputs to trace the export with: ``rows`` examples of ``settings``' shapes."""
+        return {"mel": rng.random((rows, 2, settings.n_mels, settings.n_frames), dtype=np.float32),
+                "mfcc": rng.standard_normal((rows, 2, settings.n_mfcc, settings.n_frames), dtype=np.float32)}
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Any:
+        """onnxruntime's outputs (``onnx_outputs`` order) as ``forward`` structures them."""
+        return outputs[0]
 
     def encode(self, *inputs: Any) -> dict[str, np.ndarray]:
         """A batch of arrays from sounds' features (arguments differ by kind)."""
@@ -172,9 +225,12 @@ class ParameterKind(ModelKind):
         self.specs = tuple(specs)
         self.effect = effect
         self.continuous_specs, self.categorical_specs = split_specs(self.specs)
+        # forward's (continuous, [logits per categorical knob]), flattened
+        self.onnx_outputs = ("continuous", *(f"logits_{i}" for i in range(len(self.categorical_specs))))
 
     def build(self, settings: FeatureSettings, size: Any) -> Any:
-        from serumrnn.core.models import EffectParameterModel, model_config
+        from serumrnn.core.model_config import model_config
+        from serumrnn.core.models import EffectParameterModel
 
         return EffectParameterModel(settings, model_config(size), self.continuous_specs, self.categorical_specs)
 
@@ -265,16 +321,22 @@ class ParameterKind(ModelKind):
         """A batch of (current, target) pairs."""
         return _encode_pairs(list(zip(currents, targets)))
 
+    def export_module(self, model: Any) -> Any:
+        from serumrnn.core.models import FlatParameterOutputs
+
+        return FlatParameterOutputs(model)
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Any:
+        return outputs[0], list(outputs[1:])
+
     def decode(self, outputs: Any) -> list[tuple[dict[str, float], dict[str, list[tuple[float, float]]]]]:
         """Per row: the sampled knobs (continuous in [0, 1], categorical at the centre of
         the most probable class, in ``specs`` order) and, per categorical knob, every class
         as ``(knob value, probability)``, the chosen one first, then by probability."""
-        import torch
-
-        continuous, logits = outputs
-        continuous = continuous.float().clamp(0.0, 1.0).cpu().numpy()
-        classes = [head.argmax(dim=1).cpu().numpy() for head in logits]
-        probabilities = [torch.softmax(head.float(), dim=1).cpu().numpy() for head in logits]
+        continuous, logits = to_numpy(outputs)
+        continuous = np.clip(continuous.astype(np.float32), 0.0, 1.0)
+        classes = [head.argmax(axis=1) for head in logits]
+        probabilities = [softmax(head, axis=1) for head in logits]
         results = []
         for row in range(len(continuous)):
             values = {spec.name: float(continuous[row, i]) for i, spec in enumerate(self.continuous_specs)}
@@ -294,6 +356,7 @@ class SequenceSelectorKind(ModelKind):
     the sounds so far and the effects applied, over ``n_effects`` rack effects."""
 
     default_batch_size = 32
+    onnx_inputs = ("mel", "mfcc", "applied")
 
     def __init__(self, name: str, n_effects: int) -> None:
         self.name = name
@@ -301,7 +364,8 @@ class SequenceSelectorKind(ModelKind):
         self.first_step_only = name == "ni"
 
     def build(self, settings: FeatureSettings, size: Any) -> Any:
-        from serumrnn.core.models import EffectSelectionModel, model_config
+        from serumrnn.core.model_config import model_config
+        from serumrnn.core.models import EffectSelectionModel
 
         return EffectSelectionModel(settings, model_config(size), self.n_effects, first_step_only=self.first_step_only)
 
@@ -405,9 +469,26 @@ class SequenceSelectorKind(ModelKind):
     def decode(self, outputs: Any) -> np.ndarray:
         """Probabilities of the next effect after the last step of the one sequence,
         float64 ``(n_effects,)`` in rack order."""
-        import torch
+        return softmax(to_numpy(outputs)[0, -1]).astype(np.float64)
 
-        return torch.softmax(outputs[0, -1].float(), dim=0).cpu().numpy().astype(np.float64)
+    # The export reads the last step of one sequence of valid steps, all a session asks:
+    # the LSTM then runs unpacked (``LastStepSelector``), and the step count varies.
+    def export_module(self, model: Any) -> Any:
+        from serumrnn.core.models import LastStepSelector
+
+        return LastStepSelector(model)
+
+    def onnx_dynamic_axes(self) -> dict[str, dict[int, str]]:
+        return {name: {1: "steps"} for name in self.onnx_inputs}
+
+    def onnx_example(self, settings: FeatureSettings, rows: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        pairs = super().onnx_example(settings, rows, rng)
+        return {"mel": pairs["mel"][None], "mfcc": pairs["mfcc"][None],
+                "applied": applied_before_steps(list(range(rows - 1)), self.n_effects, rows)[None]}
+
+    def from_onnx(self, outputs: list[np.ndarray]) -> Any:
+        """``(1, 1, n_effects)``: the logits of the last step only, which ``decode`` reads."""
+        return outputs[0][:, None, :]
 
 
 class MultiLabelKind(ModelKind):
@@ -420,7 +501,8 @@ class MultiLabelKind(ModelKind):
         self.n_effects = n_effects
 
     def build(self, settings: FeatureSettings, size: Any) -> Any:
-        from serumrnn.core.models import MultiLabelEffectModel, model_config
+        from serumrnn.core.model_config import model_config
+        from serumrnn.core.models import MultiLabelEffectModel
 
         return MultiLabelEffectModel(settings, model_config(size), self.n_effects)
 
@@ -477,7 +559,7 @@ class MultiLabelKind(ModelKind):
 
     def decode(self, outputs: Any) -> np.ndarray:
         """The first row's probabilities, float64 ``(n_effects,)`` (they need not sum to 1)."""
-        return self.probabilities(outputs)[0].cpu().numpy().astype(np.float64)
+        return sigmoid(to_numpy(outputs)[0]).astype(np.float64)
 
 
 def model_kind(name: str, *, specs: Sequence[ParamSpec] = (), n_effects: int = 0,

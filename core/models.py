@@ -53,72 +53,16 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import attrs
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from serumrnn.core.features import FeatureSettings
+from serumrnn.core.model_config import ModelConfig
 from serumrnn.core.params import ParamSpec
 
 MEL_POOL = (4, 4)
 MFCC_POOL = (2, 4)
-
-
-@attrs.frozen
-class ModelConfig:
-    """Layer sizes of one model size.
-
-    Parameters
-    ----------
-    size: ``"paper"`` or ``"compact"`` (or a custom name).
-    conv_filters: filters of the three conv layers of a parameter-model CNN branch; the
-        selector uses half of each.
-    fc_units: width of the fully connected layers.
-    lstm_units: hidden units per direction of the selector's BiLSTM.
-    mel_prepool: average-pool factor applied to the mel input before its CNN (1 = none).
-    dropout: dropout rate after each fully connected layer.
-    """
-
-    size: str
-    conv_filters: tuple[int, int, int] = attrs.field(converter=tuple)
-    fc_units: int
-    lstm_units: int
-    mel_prepool: int = 1
-    dropout: float = 0.5
-
-    @property
-    def selector_filters(self) -> tuple[int, int, int]:
-        return tuple(max(1, n // 2) for n in self.conv_filters)  # type: ignore[return-value]
-
-    def to_json(self) -> dict:
-        data = attrs.asdict(self)
-        data["conv_filters"] = list(self.conv_filters)
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "ModelConfig":
-        return cls(**dict(data))
-
-
-MODEL_SIZES: dict[str, ModelConfig] = {
-    "paper": ModelConfig("paper", (64, 128, 128), fc_units=128, lstm_units=128, mel_prepool=1),
-    "compact": ModelConfig("compact", (16, 32, 32), fc_units=64, lstm_units=64, mel_prepool=2),
-}
-
-
-def model_config(size: str | ModelConfig) -> ModelConfig:
-    """The ``ModelConfig`` of a size name (``paper``/``compact``) or a config itself."""
-    if isinstance(size, ModelConfig):
-        return size
-    try:
-        return MODEL_SIZES[size]
-    except KeyError:
-        from serumrnn.core.errors import ParameterError
-
-        raise ParameterError(
-            f"Unknown model size {size!r}; choose one of {', '.join(MODEL_SIZES)}."
-        ) from None
 
 
 def _pooled(length: int, factor: int) -> int:
@@ -229,6 +173,19 @@ class EffectParameterModel(nn.Module):
         return continuous, [head(hidden) for head in self.categorical_heads]
 
 
+class FlatParameterOutputs(nn.Module):
+    """An ``EffectParameterModel`` whose outputs are one flat tuple, ``(continuous,
+    logits_0, ...)`` (what the ONNX export traces: it cannot export an empty list)."""
+
+    def __init__(self, model: EffectParameterModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: torch.Tensor, mfcc: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        continuous, logits = self.model(mel, mfcc)
+        return (continuous, *logits)
+
+
 class EffectSelectionModel(nn.Module):
     """SerumRNN (``first_step_only=False``) or its NI baseline (``True``).
 
@@ -290,6 +247,34 @@ class EffectSelectionModel(nn.Module):
         logits = logits_per_prefix.new_zeros((batch, steps, self.n_effects))
         logits[owner, last_step] = logits_per_prefix
         return logits
+
+
+class LastStepSelector(nn.Module):
+    """Inference-only view of an ``EffectSelectionModel`` (what the ONNX export runs): the
+    logits after the LAST step of sequences whose every step is valid,
+    ``forward(mel (B, T, 2, n_mels, n_frames), mfcc (B, T, 2, n_mfcc, n_frames), applied
+    (B, T, n_effects + 1)) -> (B, n_effects)``.
+
+    The prefix ending at the last step is the whole sequence, so the LSTM runs unpacked
+    and its final states equal the packed forward's: row ``[:, -1]`` of ``forward`` with
+    ``lengths == T``, without the prefix expansion and packing that ONNX cannot export.
+    """
+
+    def __init__(self, model: EffectSelectionModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, mel: torch.Tensor, mfcc: torch.Tensor, applied: torch.Tensor) -> torch.Tensor:
+        model = self.model
+        batch, steps = mel.shape[:2]
+        if model.first_step_only:
+            first = model.encoder(mel[:, 0], mfcc[:, 0])
+            encoded = first.unsqueeze(1).expand(batch, steps, first.shape[1])
+        else:
+            encoded = model.encoder(mel.flatten(0, 1), mfcc.flatten(0, 1)).reshape(batch, steps, -1)
+        sequence = torch.cat([encoded, per_step_one_hot(applied.to(mel.dtype))], dim=2)
+        _, (hidden, _) = model.lstm(sequence)
+        return model.head(torch.cat([hidden[0], hidden[1]], dim=1))
 
 
 def per_step_one_hot(applied: torch.Tensor) -> torch.Tensor:

@@ -28,6 +28,7 @@ PAGE_NAME = "index.html"
 OVERVIEW_NAME = "progression.png"
 INPUT_STEM = "00-input"
 TARGET_STEM = "99-target"
+REVISION_STEM = "98-revised"
 # The server puts its navigation here; a page on disk keeps the comment.
 NAV_MARKER = "<!--serumrnn:nav-->"
 
@@ -38,7 +39,8 @@ _LAID_OUT_STEP_FIELDS = {"step", "effect", "label", "instruction", "knobs", "kno
 _OPTIONAL_LABELS = {"model_guess": "Model's guess", "model_knobs": "Model's knobs", "searched": "Searched",
                     "renders": "Renders tried", "budget_ms": "Search budget (ms)"}
 _LAID_OUT_TOP_FIELDS = {"rack", "selector", "metric", "tolerance", "source", "initial_metrics", "steps",
-                        "best_step", "best_metrics", "best_closer_pct", "stop_reason", "notes", "demo", "serve"}
+                        "best_step", "best_metrics", "best_closer_pct", "stop_reason", "notes", "demo", "serve",
+                        "revision"}
 
 
 def step_stem(index: int, effect: str) -> str:
@@ -59,6 +61,8 @@ def session_files(data: Mapping[str, Any]) -> dict[str, SoundFiles]:
     stems = {"input": INPUT_STEM, "target": TARGET_STEM}
     stems.update({f"step-{step['step']}": step_stem(int(step["step"]), str(step["effect"]))
                   for step in data.get("steps", [])})
+    if data.get("revision"):
+        stems["revision"] = REVISION_STEM
     return {key: SoundFiles(f"{stem}.wav", f"{stem}.png") for key, stem in stems.items()}
 
 
@@ -71,6 +75,8 @@ def write_spectrograms(session, folder: str | os.PathLike) -> list[Path]:
 
     panels = {INPUT_STEM: session.input_features.db_mel, TARGET_STEM: session.target_features.db_mel}
     panels.update({step_stem(step.index, step.effect): step.features.db_mel for step in session.steps})
+    if session.revision is not None:
+        panels[REVISION_STEM] = session.revision.features.db_mel
     low = min(float(np.min(db)) for db in panels.values())
     high = max(float(np.max(db)) for db in panels.values())
     paths = []
@@ -198,6 +204,34 @@ def _step_row(step: Mapping[str, Any], files: SoundFiles, best: int, chosen: str
     )
 
 
+def _revision_section(revision: Mapping[str, Any], files: SoundFiles, chosen: str) -> str:
+    """The kept steps revised as a whole: its player, the chain to set up from the input,
+    and what changed from the steps."""
+    kept = int(revision.get("kept_steps", 0))
+    steps_text = "step 1" if kept == 1 else f"steps 1–{kept}"
+    changes = revision.get("changes") or []
+    items = "".join(f"<li>{_e(str(text).split(': ', 1)[-1])}</li>" for text in revision.get("instructions", []))
+    closer = revision.get("closer_pct")
+    closer_text = "" if closer is None else (
+        f'<p class="closer {"up" if closer > 0 else "down"}">{abs(float(closer)):.1f}% '
+        f'{"closer to" if closer >= 0 else "further from"} the target than the input on {_e(chosen.upper())}</p>')
+    change_text = ("".join(f"<li>{_e(text)}</li>" for text in changes) if changes
+                   else "<li>Nothing: no change brought it closer.</li>")
+    return (
+        f'<section class="revision" aria-labelledby="revision-title"><h2 id="revision-title">Revised chain</h2>'
+        f'<p class="small">Once the steps were found, {_e(steps_text)} were revised as a whole '
+        f'({_e(revision.get("renders", 0))} renders): effects left out, neighbours swapped, knobs retuned, '
+        f'keeping only changes that got closer.</p>'
+        f'<div class="step kept best" id="revised"><div class="sound">{_player("revision", files, "the revised chain")}'
+        f'<button type="button" class="ab-row" data-ab="audio-revision" '
+        f'aria-label="Play the revised chain, then the target">A/B with target</button></div>'
+        f'<div class="about"><h3>From the input <span class="badge best">best</span></h3>'
+        f'<ol class="revised-chain">{items}</ol>{closer_text}'
+        f'<h4>Changed from the steps</h4><ul class="changes">{change_text}</ul>'
+        f'{_metric_grid(revision.get("metrics", {}), chosen)}</div></div></section>'
+    )
+
+
 def _demo_section(demo: Mapping[str, Any], steps: Sequence[Mapping[str, Any]], best: int) -> str:
     hidden = demo.get("hidden_chain") or []
     hidden_names = {str(entry.get("effect")) for entry in hidden}
@@ -243,6 +277,10 @@ def render_page(data: Mapping[str, Any], files: Mapping[str, SoundFiles] | None 
     best_text = (f"Keep steps 1–{best}" if best > 1 else "Keep step 1" if best == 1 else "No step got closer")
     summary = (f"{best_text}: {float(data.get('best_closer_pct', 0.0)):.1f}% closer to the target on "
                f"{chosen.upper()}." if best else f"{best_text} on {chosen.upper()}.")
+    revision = data.get("revision") if isinstance(data.get("revision"), Mapping) else None
+    if revision is not None:
+        summary = (f"{best_text}, revised as a whole: {float(data.get('best_closer_pct', 0.0)):.1f}% closer to "
+                   f"the target on {chosen.upper()}.")
     facts = [("Selector", data.get("selector")), ("Rack", data.get("rack")), ("Stopping metric", chosen.upper()),
              ("Tolerance", data.get("tolerance")), ("Stopped", data.get("stop_reason"))]
     facts += [(_OPTIONAL_LABELS.get(key, key.replace("_", " ").capitalize()), _plain(value))
@@ -252,6 +290,9 @@ def render_page(data: Mapping[str, Any], files: Mapping[str, SoundFiles] | None 
     options = [f'<option value="audio-step-{int(s["step"])}"{" selected" if int(s["step"]) == best else ""}>'
                f'Step {int(s["step"])}: {_e(s.get("label") or s["effect"])}</option>' for s in steps]
     options.insert(0, f'<option value="audio-input"{" selected" if best == 0 else ""}>The input</option>')
+    if revision is not None:
+        options = [option.replace(" selected", "") for option in options]
+        options.append('<option value="audio-revision" selected>The revised chain</option>')
     rows = "".join(_step_row(step, files[f"step-{step['step']}"], best, chosen) for step in steps)
     demo = _demo_section(data["demo"], steps, best) if isinstance(data.get("demo"), Mapping) else ""
     return f"""<!doctype html>
@@ -285,6 +326,7 @@ def render_page(data: Mapping[str, Any], files: Mapping[str, SoundFiles] | None 
 Steps up to the best one are kept; later ones are left out.</p>
 <ol class="steps">{rows or '<li class="empty">No steps: ' + _e(data.get("stop_reason", "")) + "</li>"}</ol>
 </section>
+{_revision_section(revision, files["revision"], chosen) if revision is not None else ""}
 </main>
 <form class="ab" aria-label="A/B comparison with the target" onsubmit="return false">
 <label for="ab-step">A/B: play</label>

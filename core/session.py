@@ -12,6 +12,7 @@ its text is made in one place (``Instruction.text``).
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,7 @@ from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, imp
 from serumrnn.core.model_kinds import most_probable_unused
 from serumrnn.core.rack import Rack
 from serumrnn.core.search import (
-    DEFAULT_BUDGET_MS, SEARCH_ONLY, Found, SearchOptions, StepSearch, search_options,
+    DEFAULT_BUDGET_MS, SEARCH_ONLY, ChainReviser, Found, SearchOptions, StepSearch, search_options,
 )
 from serumrnn.core.interfaces import SelectionState
 
@@ -160,8 +161,34 @@ class Step:
 
 
 @attrs.define
+class Revision:
+    """The chain of the first ``kept`` steps revised as a whole once the steps were found
+    (``core/search.py``, ``ChainReviser``): ``instructions`` set up the revised chain from
+    the input, ``changes`` say in words what differs from the steps, and ``metrics`` are
+    its distances to the target (never farther than the kept step on the session's metric)."""
+
+    kept: int
+    chain: list[tuple[str, dict[str, float]]]
+    instructions: tuple[Instruction, ...]
+    changes: tuple[str, ...]
+    audio: np.ndarray = attrs.field(repr=False)
+    features: Features = attrs.field(repr=False)
+    metrics: dict[str, float]
+    renders: int
+    seconds: float
+
+    def to_json(self, session: "Session") -> dict[str, Any]:
+        return {"kept_steps": self.kept, "chain": [{"effect": name, "knobs": knobs} for name, knobs in self.chain],
+                "instructions": [instruction.text for instruction in self.instructions],
+                "knobs_physical": [instruction.physical for instruction in self.instructions],
+                "changes": list(self.changes), "metrics": self.metrics,
+                "closer_pct": session.closer_pct(self.metrics), "renders": self.renders, "seconds": self.seconds}
+
+
+@attrs.define
 class Session:
-    """The result of a session: every step, the best one and why it stopped."""
+    """The result of a session: every step, the best one and why it stopped; with search,
+    the revision of the kept steps (``revision``), which is then the best sound."""
 
     rack: str
     selector: str
@@ -179,6 +206,9 @@ class Session:
     sample_rate: int = SAMPLE_RATE
     loudness: LoudnessConvention = NO_LEVELLING
     search: dict[str, Any] | None = None  # the search options (None: the plain models' session)
+    revision: Revision | None = None
+    # The source as it entered the chain (before levelling its output): revisions start here.
+    entry: np.ndarray | None = attrs.field(default=None, repr=False)
 
     @property
     def best_index(self) -> int:
@@ -188,11 +218,16 @@ class Session:
 
     @property
     def best_metrics(self) -> dict[str, float]:
+        """The distances of the best sound: the revision's when there is one."""
+        if self.revision is not None:
+            return self.revision.metrics
         best = self.best_index
         return self.initial_metrics if best == 0 else self.steps[best - 1].metrics
 
     @property
     def best_audio(self) -> np.ndarray:
+        if self.revision is not None:
+            return self.revision.audio
         best = self.best_index
         return self.input_audio if best == 0 else self.steps[best - 1].audio
 
@@ -238,6 +273,7 @@ class Session:
             "notes": self.notes,
             "loudness": self.loudness.to_json(),
             "search": self.search,
+            "revision": None if self.revision is None else self.revision.to_json(self),
         }
 
 
@@ -521,7 +557,7 @@ def run_session(
         source=source if isinstance(source, str) else "audio",
         input_audio=input_audio, target_audio=target_audio, input_features=input_features,
         target_features=target_features, initial_metrics=initial, notes=list(notes),
-        sample_rate=rack.sample_rate, loudness=loudness,
+        sample_rate=rack.sample_rate, loudness=loudness, entry=entry,
     )
     if np.array_equal(input_audio, target_audio) or initial["mse"] == 0.0 and initial["mssmae"] == 0.0:
         session.stop_reason = "the input already matches the target: nothing to do"
@@ -576,7 +612,58 @@ def run_session(
     finally:
         if searcher is not None:
             searcher.close()
+    if options is not None and options.revise_renders:
+        session.revision = revise_session(session, session.best_index, rack=rack, renders=options.revise_renders,
+                                          budget_ms=options.budget_ms, extractor=extractor, reference=reference)
     return session
+
+
+def revise_session(session: Session, kept: int, *, rack: Rack, renders: int, budget_ms: float | None = None,
+                   extractor: LibrosaFeatureExtractor | None = None,
+                   reference: MetricReference | None = None) -> Revision | None:
+    """The first ``kept`` steps of ``session`` revised as a whole within ``renders``
+    renders (and ``budget_ms`` per kept step, when given); None when ``kept`` is 0 or the
+    session has no entry audio. Evaluation calls it with the steps a stopping rule keeps."""
+    if kept < 1 or session.entry is None:
+        return None
+    started = time.perf_counter()
+    extractor = extractor or LibrosaFeatureExtractor()
+    reference = reference or MetricReference(session.target_audio, session.target_features)
+    steps = session.steps[:kept]
+    deadline = math.inf if budget_ms is None else started + budget_ms * kept / 1000.0
+    reviser = ChainReviser(rack=rack, entry=session.entry, loudness=session.loudness, reference=reference,
+                           metric=session.metric, renders=renders, deadline=deadline)
+    revised = reviser.revise([(step.effect, step.knobs) for step in steps], steps[-1].metrics[session.metric])
+    features = extractor.extract(revised.audio, rack.sample_rate)
+    metrics = reference.compare(revised.audio, features, mssmae=revised.score if session.metric == "mssmae" else None)
+    instructions = tuple(Instruction.of(index, rack.effect(name), knobs)
+                         for index, (name, knobs) in enumerate(revised.chain, start=1))
+    return Revision(kept=kept, chain=revised.chain, instructions=instructions,
+                    changes=tuple(revision_changes(steps, instructions)), audio=revised.audio, features=features,
+                    metrics=metrics, renders=revised.renders, seconds=time.perf_counter() - started)
+
+
+def revision_changes(steps: Sequence[Step], revised: Sequence[Instruction]) -> list[str]:
+    """What a revision changed, as a person reads it: effects left out, a new order, and
+    each knob whose shown value changed (``Phaser, Feedback: 0.22 -> 0.10``)."""
+    kept = {instruction.effect: instruction for instruction in revised}
+    changes = [f"Leave out {step.label} (step {step.index})." for step in steps if step.effect not in kept]
+    remaining = [step.effect for step in steps if step.effect in kept]
+    if remaining != [instruction.effect for instruction in revised]:
+        changes.append("New order: " + " -> ".join(instruction.label for instruction in revised) + ".")
+    for step in steps:
+        if step.effect not in kept:
+            continue
+        before = {knob.name: knob for knob in step.instruction.knobs}
+        moved = [f"{knob.label}: {_shown(before[knob.name])} -> {_shown(knob)}" for knob in kept[step.effect].knobs
+                 if knob.name in before and _shown(before[knob.name]) != _shown(knob)]
+        if moved:
+            changes.append(f"{step.label}, " + "; ".join(moved) + ".")
+    return changes
+
+
+def _shown(knob: KnobSetting) -> str:
+    return knob.shown if knob.categorical else f"{knob.value:.2f}"
 
 
 def _render_step(session, entry, rack, chain, probability, previous, reference, extractor, started,
@@ -695,6 +782,7 @@ def suggest(
     budget_ms: float | None = DEFAULT_BUDGET_MS,
     top_k: int | None = None,
     max_renders: int | None = None,
+    revise_renders: int | None = None,
 ) -> Session:
     """Step-by-step instructions from ``input`` toward ``target``.
 
@@ -715,6 +803,8 @@ def suggest(
         (deterministic for a seed; without either, ``core.search.DEFAULT_MAX_RENDERS``); top_k: candidate effects per step
         (None: every unused effect). With search on, effects without a parameter model and
         racks without a bundle (``bundle`` None) are searched from their knob defaults.
+    revise_renders: with search on, renders spent revising the kept steps as a whole once
+        they are found (None: ``core.search.DEFAULT_REVISE_RENDERS``; 0: no revision).
 
     Every option is checked first (``check_options``), then the sounds are read, then
     only the models the session's system uses are loaded. Files and arrays are treated
@@ -727,7 +817,8 @@ def suggest(
     """
     plan = check_options(input, rack=rack, bundle=bundle, selector=selector, tolerance=tolerance, metric=metric,
                          preset=preset, true_chain=true_chain,
-                         search=search_options(search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders))
+                         search=search_options(search, budget_ms=budget_ms, top_k=top_k, max_renders=max_renders,
+                                               revise_renders=revise_renders))
     the_rack = plan.rack
     notes: list[str] = []
     source: str | np.ndarray
@@ -801,7 +892,7 @@ def _session_models(plan: SessionPlan, notes: list[str]):
         notes.append(f"Bundle '{loaded.path.name}' has no parameter model for {', '.join(missing)}: search alone "
                      "finds their knobs.")
     if chosen.model_kind:  # built before the first step, so a broken file is refused before any work
-        loaded.model(selector_model_name(chosen.model_kind))
+        loaded.runner(selector_model_name(chosen.model_kind))
     return loaded, chosen
 
 
@@ -820,7 +911,7 @@ def write_session(
     leaves out ``progression.png`` (the slowest file; the page shows each spectrogram)."""
     import json
 
-    from serumrnn.core.page import INPUT_STEM, TARGET_STEM, step_stem, write_page
+    from serumrnn.core.page import INPUT_STEM, REVISION_STEM, TARGET_STEM, step_stem, write_page
     from serumrnn.core.runtime import staged_output_dir
     from serumrnn.core.plots import plot_mels
 
@@ -828,15 +919,20 @@ def write_session(
         write_wav(staging / f"{INPUT_STEM}.wav", session.input_audio, session.sample_rate)
         for step in session.steps:
             write_wav(staging / f"{step_stem(step.index, step.effect)}.wav", step.audio, session.sample_rate)
+        if session.revision is not None:
+            write_wav(staging / f"{REVISION_STEM}.wav", session.revision.audio, session.sample_rate)
         write_wav(staging / f"{TARGET_STEM}.wav", session.target_audio, session.sample_rate)
         data = {**session.to_json(), **(extra_json or {})}
         (staging / "session.json").write_text(json.dumps(data, indent=2) + "\n")
         metric = session.metric
         panels = [(f"input\n{metric.upper()} {session.initial_metrics[metric]:.3g}", session.input_features.db_mel)]
         for step in session.steps:
-            mark = " (best)" if step.index == session.best_index else ""
+            mark = "" if step.index != session.best_index else " (kept)" if session.revision else " (best)"
             panels.append((f"step {step.index}: {step.label}{mark}\n{metric.upper()} {step.metrics[metric]:.3g}",
                            step.features.db_mel))
+        if session.revision is not None:
+            panels.append((f"revised chain (best)\n{metric.upper()} {session.revision.metrics[metric]:.3g}",
+                           session.revision.features.db_mel))
         panels.append(("target", session.target_features.db_mel))
         if overview:
             plot_mels(panels, staging / "progression.png",

@@ -54,7 +54,7 @@ from serumrnn.core.model_kinds import (
     batch_on_device,
     model_kind_for,
 )
-from serumrnn.core.models import ModelConfig, model_config
+from serumrnn.core.model_config import ModelConfig, model_config
 from serumrnn.core.params import ParamSpec
 
 CHECKPOINT_DIR = ".checkpoints"

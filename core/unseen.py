@@ -48,9 +48,11 @@ import numpy as np
 from serumrnn.core.dataset import GENERATED_FAMILY
 from serumrnn.core.errors import ParameterError, PluginError
 from serumrnn.core.evaluation import (
-    KEEP_RULES, MAX_TOLERANCE, SYSTEM_LABELS, chain_seed, final_metrics, progress_markdown, progress_rows, rival_lines,
-    session_outcome, session_record, stopping_text, system_rows, systems_markdown,
+    KEEP_RULES, MAX_TOLERANCE, REVISION_NOTE, SYSTEM_LABELS, add_revisions, chain_seed, final_metrics,
+    progress_markdown, progress_rows, rival_lines, session_outcome, session_record, stopping_text, system_rows,
+    systems_markdown,
 )
+from serumrnn.core.search import DEFAULT_REVISE_RENDERS
 from serumrnn.core.loudness import NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import METRICS, improvement
 from serumrnn.core.params import sample_knobs
@@ -361,10 +363,19 @@ def case_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
     systems = {}
     for system, record in pair["systems"].items():
         applied, best = session_outcome(record, metric, tolerance)
+        revision = record.get("revisions", {}).get(str(best))
         systems[system] = {"effects": record["effects"], "applied": applied, "best": best,
                            "initial": dict(zip(METRICS, record["initial"])),
-                           "steps": [dict(zip(METRICS, step)) for step in record["steps"]]}
+                           "steps": [dict(zip(METRICS, step)) for step in record["steps"]],
+                           "final": dict(zip(METRICS, final_metrics(record, best))),
+                           "revised_effects": None if revision is None else revision["effects"]}
     return {"case_id": pair["chain_id"], **pair["meta"], "systems": systems}
+
+
+def _closer_pct(info: Mapping) -> float:
+    """% closer on MSSMAE of a case summary's final sound (kept best)."""
+    before, after = info["initial"][CLOSER_METRIC], info["final"][CLOSER_METRIC]
+    return 100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0
 
 
 @attrs.define
@@ -383,8 +394,11 @@ class UnseenResult:
         flat_cases = [{"set": case["set"], "case_id": case["case_id"], "source": case["source"],
                        "chain": " > ".join(name for name, _ in case["chain"]),
                        "target_trimmed_samples": case["target_trimmed_samples"],
-                       **{f"{system}_effects": " > ".join(info["effects"][:info["applied"]])
-                          for system, info in case["systems"].items()}}
+                       **{key: value for system, info in case["systems"].items() for key, value in (
+                           (f"{system}_effects", " > ".join(info["effects"][:info["applied"]])),
+                           (f"{system}_closer_pct", _closer_pct(info)),
+                           *(((f"{system}_revised", " > ".join(info["revised_effects"])),)
+                             if info.get("revised_effects") is not None else ()))}}
                       for case in self.cases]
         return {"table4": self.systems, "table5": self.progress, "closer": self.closer, "cases": flat_cases}
 
@@ -481,12 +495,19 @@ def _run_case(case: UnseenCase, systems: Sequence[str], table: Mapping[str, tupl
     records = {}
     for system in systems:
         selector, extra = table[system]
+        # Sessions run to the end and the stopping rule is applied afterwards; a searched
+        # system's revision needs the steps that rule keeps, so it is made afterwards too.
+        revise = (DEFAULT_REVISE_RENDERS if extra.get("revise_renders") is None else extra["revise_renders"]) \
+            if extra.get("search") else 0
         started = time.perf_counter()
         session = suggest_case(case, folder, rack, bundle=bundle, selector=selector, metric=options.metric,
                                tolerance=len(rack.effect_names),
                                true_chain=case.true_chain if selectors.get(selector).needs_true_chain else None,
-                               seed=chain_seed(options.seed, case.case_id), **extra)
+                               seed=chain_seed(options.seed, case.case_id),
+                               **{**extra, **({"revise_renders": 0} if extra.get("search") else {})})
         records[system] = session_record(session, time.perf_counter() - started)
+        if revise:
+            add_revisions(records[system], session, rack, options.metric, options.tolerance, revise)
         advance(1)
     return {"chain_id": case.case_id, "order": case.true_chain, "systems": records, "meta": case.meta}
 
@@ -544,8 +565,10 @@ def run_unseen(bundle: Any, options: UnseenOptions | None = None, *, command: st
         notes.append("Search alone is left out: this version's suggest cannot leave the parameter models out "
                      "(no use_models keyword).")
     if any(table[system][1].get("search") for system in systems):
-        notes.append("Systems with search spend a time budget per step: their figures depend on the machine's "
-                      "speed and load, unlike the others'.")
+        if options.search_budget_ms is not None:
+            notes.append("Systems with search spend a time budget per step: their figures depend on the machine's "
+                         "speed and load, unlike the others'.")
+        notes.append(REVISION_NOTE)
     meta = {
         "rack": rack.name, "bundle": None if loaded is None else str(loaded.path),
         "bundle_name": "none (search alone)" if loaded is None else loaded.path.name, "loudness": loudness.name,

@@ -122,7 +122,8 @@ def test_upload_two_sounds_and_land_on_the_session_page(page, app_url, sounds):
     page.wait_for_url(re.compile(r".*/sessions/[0-9a-f]{32}/$"), timeout=60_000)
     states = wait_for_players(page)
     data = json.loads(page.evaluate("fetch('session.json').then(r => r.text())"))
-    assert len(states) == len(data["steps"]) + 2
+    # input, target, every step and the revised chain of the searched session
+    assert len(states) == len(data["steps"]) + 2 + (data["revision"] is not None)
     rows_match(page, data)
     assert page.inner_text("#input h2").startswith("Input") and "saw.wav" in page.inner_text("#input h2")
     zip_link = page.get_attribute(".app-nav a[download]", "href")

@@ -12,7 +12,8 @@ import torch
 from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_name
 from serumrnn.core.errors import BundleError, ParameterError
 from serumrnn.core.features import FeatureSettings, Features
-from serumrnn.core.models import MODEL_SIZES, build_model
+from serumrnn.core.model_config import MODEL_SIZES
+from serumrnn.core.models import build_model
 from serumrnn.core.training import BundleIdentity
 
 

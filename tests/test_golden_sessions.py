@@ -1,7 +1,9 @@
 """The same inputs give the same ``session.json`` (timings aside) release after release.
 
 The expected files in ``tests/golden_sessions/`` were written by the code before the
-round-2 refactor; a refactor must leave them unchanged. Each case goes the way a user's
+round-2 refactor, then rewritten twice on purpose, both in one commit: sessions run the
+bundles' ONNX exports (float32 rounding apart from torch's moves later steps), and searched
+sessions end with a revision of their kept steps. A refactor must leave them unchanged. Each case goes the way a user's
 does: WAV files on the command line of ``serumrnn suggest --json``. After a deliberate
 change of behaviour, rewrite them with ``SERUMRNN_UPDATE_GOLDEN=1 pytest tests/test_golden_sessions.py``
 and say why in the commit.

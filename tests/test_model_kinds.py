@@ -131,7 +131,8 @@ def test_parameter_decoding_orders_knobs_and_ranks_classes(rng):
         values = [value for value, _ in ranked["mode"]]
         assert values[0] == knobs["mode"] == SPECS[0].class_knob(int(probabilities.argmax()))
         assert sorted(values) == sorted(SPECS[0].class_knob(c) for c in range(3))
-        assert [p for _, p in ranked["mode"]] == sorted(probabilities.tolist(), reverse=True)
+        # decode's softmax is numpy's (one path for both backends): equal to torch's within float32 rounding
+        assert [p for _, p in ranked["mode"]] == pytest.approx(sorted(probabilities.tolist(), reverse=True), abs=1e-6)
 
 
 @pytest.mark.parametrize("name", SELECTOR_KINDS)
@@ -175,7 +176,7 @@ def test_bundle_builds_only_the_models_a_session_uses(monkeypatch, rng):
             return original(self, settings, size)
 
         monkeypatch.setattr(cls, "build", counting)
-    bundle = ModelBundle.load(BUNDLES_DIR / "basic")
+    bundle = ModelBundle.load(BUNDLES_DIR / "basic", backend="torch")  # ONNX sessions: tests/test_onnx.py
     assert built == []  # weights read and verified, nothing built yet
     settings = bundle.feature_settings
     history, target = [features(rng, settings)], features(rng, settings)

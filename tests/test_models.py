@@ -7,14 +7,12 @@ import torch
 
 from serumrnn.core.errors import ParameterError
 from serumrnn.core.features import FeatureSettings
+from serumrnn.core.model_config import MODEL_SIZES, ModelConfig, model_config
 from serumrnn.core.models import (
-    MODEL_SIZES,
     EffectParameterModel,
     EffectSelectionModel,
-    ModelConfig,
     build_model,
     count_parameters,
-    model_config,
     per_step_one_hot,
 )
 from serumrnn.core.model_kinds import split_specs

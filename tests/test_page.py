@@ -3,6 +3,7 @@ self-contained and offline, and that write_session and the demo write it."""
 
 from __future__ import annotations
 
+import html as html_module
 import json
 import re
 from html.parser import HTMLParser
@@ -165,8 +166,22 @@ def test_write_session_writes_a_light_page_whose_links_all_resolve(written):
     assert sorted(link for link in links if link.endswith(".wav")) == wavs
     without_audio = sum(p.stat().st_size for p in out.iterdir() if p.suffix != ".wav" and p.name != "progression.png")
     assert without_audio <= MAX_PAGE_BYTES
-    assert len(list(out.glob("*.png"))) == len(session.steps) + 3  # one per sound, plus progression.png
+    # one per sound (input, steps, the revised chain, target), plus progression.png
+    assert session.revision is not None
+    assert len(list(out.glob("*.png"))) == len(session.steps) + 4
     assert 'href="progression.png"' in html
+
+
+def test_the_page_shows_the_revised_chain(written):
+    session, out = written
+    html = (out / "index.html").read_text()
+    data = json.loads((out / "session.json").read_text())
+    assert 'id="revised"' in html and 'src="98-revised.wav"' in html
+    assert html.count("<li>add ") >= len(data["revision"]["chain"])
+    for change in data["revision"]["changes"]:
+        assert html_module.escape(change) in html
+    assert f"{data['best_closer_pct']:.1f}% closer" in html
+    assert '<option value="audio-revision" selected>' in html
 
 
 def test_without_the_overview_there_is_no_progression_png_nor_a_link_to_it(written, tmp_path):
@@ -174,7 +189,7 @@ def test_without_the_overview_there_is_no_progression_png_nor_a_link_to_it(writt
     out = write_session(session, tmp_path / "lean", overview=False)
     assert not (out / "progression.png").exists()
     assert "progression.png" not in (out / "index.html").read_text()
-    assert len(list(out.glob("*.png"))) == len(session.steps) + 2
+    assert len(list(out.glob("*.png"))) == len(session.steps) + 3
 
 
 def test_a_failing_page_leaves_no_session_folder(written, tmp_path, monkeypatch):

@@ -15,7 +15,9 @@ from serumrnn.core.metrics import METRICS, MetricReference
 from serumrnn.core.params import ParamSpec, sample_knobs
 from serumrnn.core.rack import Rack
 from serumrnn.core.registry import get_plugin_manager
-from serumrnn.core.search import REFINED, THREADS, SearchOptions, from_unit, to_unit
+from serumrnn.core.search import (
+    DEFAULT_REVISE_RENDERS, REFINED, THREADS, ChainReviser, SearchOptions, from_unit, to_unit,
+)
 from serumrnn.core.session import resolve_bundle, run_session, suggest
 
 runner = CliRunner()
@@ -108,7 +110,8 @@ def test_render_budget_is_respected(all_bundle, targets, max_renders):
     preset, target = targets[0]
     session = run_session(preset, target, rack=rack, bundle=all_bundle,
                           selector=get_plugin_manager().selectors.get("rnn"), tolerance=5, budget_ms=None,
-                          max_renders=max_renders)
+                          max_renders=max_renders, revise_renders=0)
+    assert session.revision is None
     assert all(1 <= step.renders <= max_renders for step in session.steps)
     assert len(rack.calls) == sum(step.renders for step in session.steps)
     assert set(rack.calls) == {1}  # pure effects: only the new effect is rendered
@@ -178,9 +181,13 @@ def test_impure_racks_render_the_whole_chain(targets):
     rack = CountingRack(pure_effects=False)
     preset, target = targets[0]
     session = run_session(preset, target, rack=rack, bundle=DefaultKnobsBundle(rack), selector=FixedOrder(),
-                          tolerance=5, budget_ms=None, max_renders=3)
+                          tolerance=5, budget_ms=None, max_renders=3, revise_renders=10)
     expected = [step.index for step in session.steps for _ in range(step.renders)]
-    assert rack.calls == expected  # every candidate renders the chain so far plus itself
+    assert rack.calls[: len(expected)] == expected  # every candidate renders the chain so far plus itself
+    # The revision, too, renders every trial chain from the source (one effect fewer when it leaves one out).
+    revised = rack.calls[len(expected):]
+    assert len(revised) in (session.revision.renders, session.revision.renders + 1)
+    assert min(revised) >= session.revision.kept - 1
     last = session.steps[-1]
     np.testing.assert_array_equal(last.audio, rack.render(preset, [(s.effect, s.knobs) for s in session.steps]))
 
@@ -238,7 +245,12 @@ def test_session_json_records_the_search(all_bundle, targets):
     preset, target = targets[1]
     data = suggest(preset, target, bundle=all_bundle, tolerance=5, **RENDERS).to_json()
     assert data["search"] == {"budget_ms": None, "max_renders": 6, "top_k": None, "use_models": True,
-                              "refined": REFINED, "threads": THREADS}
+                              "refined": REFINED, "threads": THREADS, "revise_renders": DEFAULT_REVISE_RENDERS}
+    revision = data["revision"]
+    assert revision["kept_steps"] == data["best_step"] and revision["renders"] <= DEFAULT_REVISE_RENDERS
+    assert data["best_metrics"] == revision["metrics"]
+    assert [i.split(":")[0] for i in revision["instructions"]] == [
+        f"Step {n}" for n in range(1, len(revision["chain"]) + 1)]
     for step in data["steps"]:
         assert {"model_knobs", "knobs", "mode", "renders", "seconds"} <= set(step)
         assert step["mode"] in ("predicted", "searched") and 1 <= step["renders"] <= 6
@@ -279,6 +291,7 @@ def test_knobs_map_onto_their_sampled_ranges():
     (dict(budget_ms=-5), "give 0 or more milliseconds"),
     (dict(top_k=0), "give 1 or more candidate effects"),
     (dict(max_renders=0), "give 1 or more renders"),
+    (dict(revise_renders=-1), "give 0 \\(no revision\\) or more renders"),
 ])
 def test_bad_search_options(kwargs, fragment):
     with pytest.raises(ParameterError, match=fragment):
@@ -339,3 +352,72 @@ def test_evaluation_runs_the_search_systems(tiny_dataset, tiny_bundle):
     assert ours["rnn"]["renders_per_step"] == 1 and ours["rnn+search"]["renders_per_step"] >= 1
     assert all(ours[system]["ms_per_step"] > 0 for system in SEARCH_SYSTEMS)
     assert "depend on the machine's speed" in result.to_markdown()
+    # The search systems revise their kept steps afterwards, for the table's tolerance only.
+    assert all(0 < ours[system]["revise_renders"] <= DEFAULT_REVISE_RENDERS for system in SEARCH_SYSTEMS)
+    assert ours["rnn"]["revise_renders"] is None
+    assert not {row["system"] for row in result.tolerance_curve} & set(SEARCH_SYSTEMS)
+    assert "Figure 4 leaves them out" in result.to_markdown()
+
+
+# -- the revision of the kept steps ---------------------------------------------------------------
+@pytest.mark.parametrize("revise_renders", [0, 5, 40])
+def test_the_revision_keeps_its_budget_and_is_never_farther(all_bundle, targets, revise_renders):
+    preset, target = targets[0]
+    plain = suggest(preset, target, bundle=all_bundle, revise_renders=0, **RENDERS)
+    session = suggest(preset, target, bundle=all_bundle, revise_renders=revise_renders, **RENDERS)
+    # The revision comes after the steps: the steps themselves do not change.
+    assert [(s.effect, s.knobs, s.metrics) for s in session.steps] == [(s.effect, s.knobs, s.metrics) for s in plain.steps]
+    kept = session.steps[session.best_index - 1].metrics["mssmae"]
+    if revise_renders == 0:
+        assert session.revision is None and session.best_metrics["mssmae"] == kept
+        return
+    revision = session.revision
+    assert revision.kept == session.best_index and 1 <= revision.renders <= revise_renders
+    assert revision.metrics["mssmae"] <= kept
+    assert session.best_metrics == revision.metrics and session.best_audio is revision.audio
+    # The revision's sound is its chain rendered from the input, measured like any step.
+    rack = get_plugin_manager().rack("builtin")
+    audio = rack.render(preset, revision.chain, loudness=session.loudness)
+    np.testing.assert_allclose(revision.audio, audio, atol=1e-6)
+    reference = MetricReference(session.target_audio, session.target_features)
+    assert revision.metrics["mssmae"] == pytest.approx(reference.score("mssmae", audio), rel=1e-5)
+    assert [i.effect for i in revision.instructions] == [name for name, _ in revision.chain]
+
+
+def test_the_revision_repeats_for_the_same_seed(all_bundle, targets):
+    preset, target = targets[2]
+    runs = [suggest(preset, target, bundle=all_bundle, seed=4, revise_renders=30, **RENDERS) for _ in range(2)]
+    assert runs[0].revision.chain == runs[1].revision.chain
+    assert runs[0].revision.metrics == runs[1].revision.metrics
+
+
+def test_the_reviser_leaves_out_reorders_and_retunes(rack):
+    """A target made by reverb then distortion, offered as distortion (wrong knobs), an
+    extra EQ, then reverb: the revision drops the EQ, restores the order and lands closer."""
+    source = rack.level_source("saw", LUFS_14)
+    true_chain = [("reverb", {"mix": 0.5, "low_cut": 0.3, "high_cut": 0.7}),
+                  ("distortion", {"mode": 0.3, "drive": 0.7})]
+    target = LUFS_14.apply(rack.process(source, true_chain), rack.sample_rate)
+    from serumrnn.core.features import LibrosaFeatureExtractor
+
+    reference = MetricReference(target, LibrosaFeatureExtractor().extract(target, rack.sample_rate))
+    offered = [("distortion", {"mode": 0.3, "drive": 0.5}), ("eq", {"frequency": 0.5, "resonance": 0.5, "gain": 0.9}),
+               ("reverb", {"mix": 0.4, "low_cut": 0.3, "high_cut": 0.7})]
+    start = reference.score("mssmae", LUFS_14.apply(rack.process(source, offered), rack.sample_rate))
+    revised = ChainReviser(rack=rack, entry=source, loudness=LUFS_14, reference=reference, metric="mssmae",
+                           renders=120).revise(offered, start)
+    assert [name for name, _ in revised.chain] == ["reverb", "distortion"]
+    assert ("dropped", "eq") in revised.moves and revised.renders <= 120
+    assert revised.score < 0.2 * start
+
+
+def test_cli_prints_the_revised_chain(all_bundle, targets, tmp_path):
+    preset, target = targets[0]
+    write_wav(tmp_path / "target.wav", target, 44100)
+    done = runner.invoke(app, ["suggest", preset, str(tmp_path / "target.wav"), "--max-renders", "4",
+                               "--revise-renders", "30", "--json"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.output)
+    assert data["search"]["revise_renders"] == 30 and data["revision"]["renders"] <= 30
+    bad = runner.invoke(app, ["suggest", preset, str(tmp_path / "target.wav"), "--revise-renders", "-3"])
+    assert bad.exit_code != 0 and "give 0 (no revision) or more renders" in bad.output

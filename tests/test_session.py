@@ -224,7 +224,9 @@ def test_write_session_outputs(tiny_bundle, target, tmp_path):
     out = write_session(session, tmp_path / "run")
     names = sorted(p.name for p in out.iterdir())
     assert {"00-input.wav", "99-target.wav", "session.json", "progression.png", "index.html"} <= set(names)
-    assert len([n for n in names if n.endswith(".wav")]) == len(session.steps) + 2
+    # input, target, every step and the revised chain (search is on by default)
+    assert session.revision is not None and "98-revised.wav" in names
+    assert len([n for n in names if n.endswith(".wav")]) == len(session.steps) + 3
     with pytest.raises(OutputError, match="not empty"):
         write_session(session, out)
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # no staging folder left
@@ -273,8 +275,8 @@ def test_a_session_builds_only_the_models_its_system_uses(tiny_bundle, target, m
     from serumrnn.core.bundle import ModelBundle
 
     built = []
-    build = ModelBundle.model
-    monkeypatch.setattr(ModelBundle, "model", lambda self, name: built.append(name) or build(self, name))
+    build = ModelBundle.runner  # the ONNX session or torch module of a model, made on first use
+    monkeypatch.setattr(ModelBundle, "runner", lambda self, name: built.append(name) or build(self, name))
     session = suggest("saw", target, bundle=str(tiny_bundle), selector="ni", search=False)
     used = {"selector-ni", *(f"params-{step.effect}" for step in session.steps)}
     assert set(built) == used, built
