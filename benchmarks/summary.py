@@ -65,6 +65,9 @@ def headline_rows(data: dict) -> Iterator[tuple[str, str, str]]:
         if _base_name(bench) == "test_hybrid_step":
             yield f"session step, rnn + search, {info.get('budget')} ({info.get('size')})", \
                 f"{median(bench) * 1000:.0f} ms", f"{info.get('renders', 0):.0f} renders: candidates, then Nelder-Mead"
+        if _base_name(bench) == "test_revision":
+            yield "revision of the kept steps (once per searched session)", f"{median(bench) * 1000:.0f} ms", \
+                f"{info.get('renders', 0)} renders: leave out, swap, retune"
     sessions = [b for b in benches if _base_name(b) == "test_whole_session" and b.get("extra_info", {}).get("steps")]
     order = {name: i for i, name in enumerate(SYSTEM_ORDER)}
     sessions.sort(key=lambda b: (b["extra_info"].get("size", ""), order.get(b["extra_info"].get("selector"), 99)))

@@ -63,6 +63,10 @@ def demo_command(
     hits = len(set(found) & set(order))
     console.print(f"Hidden effects among the kept steps: {hits} of {len(order)} "
                   f"(kept: {', '.join(found) or 'none'}; hidden: {', '.join(order)}).")
+    if session.revision is not None and session.revision.changes:
+        revised = [name for name, _ in session.revision.chain]
+        console.print(f"Revised chain: {', '.join(revised)} ({len(set(revised) & set(order))} of {len(order)} hidden "
+                      f"effects{', in the hidden order' if revised == order else ''}).")
     write_session(session, out, replace=True, extra_json={
         "demo": {"seed": seed, "preset": chosen,
                  "hidden_chain": [{"effect": n, "knobs": k, "instruction": text}
