@@ -45,7 +45,7 @@ from serumrnn.core.params import ParamSpec, sample_knobs
 # Whether sessions search when the caller does not say: the one switch to flip.
 SEARCH_BY_DEFAULT = True
 # The default budget is a render count, so the same input gives the same session on any
-# machine and under any load; 20 renders took a median 277 ms per step on the 2-core VM
+# machine and under any load; 20 renders took a median 226 ms per step on the idle 2-core VM
 # (make bench, test_hybrid_step), within the paper's 300 ms. A time budget (--budget-ms)
 # is there for whoever wants one.
 DEFAULT_BUDGET_MS: float | None = None
