@@ -421,3 +421,23 @@ def test_cli_prints_the_revised_chain(all_bundle, targets, tmp_path):
     assert data["search"]["revise_renders"] == 30 and data["revision"]["renders"] <= 30
     bad = runner.invoke(app, ["suggest", preset, str(tmp_path / "target.wav"), "--revise-renders", "-3"])
     assert bad.exit_code != 0 and "give 0 (no revision) or more renders" in bad.output
+
+
+def test_revision_changes_say_what_moved(rack):
+    """The changes a person reads: effects left out, a new order, knobs whose shown value moved."""
+    from serumrnn.core.session import Instruction, Step, revision_changes
+
+    def step(index, name, knobs):
+        return Step(index=index, effect=name, knobs=knobs, instruction=Instruction.of(index, rack.effect(name), knobs),
+                    probability=1.0, audio=np.zeros(1, np.float32), features=None, metrics={}, better=True, seconds=0.0)
+
+    steps = [step(1, "compressor", {"low": 0.2, "mid": 0.4, "high": 0.1}),
+             step(2, "distortion", {"mode": 0.3, "drive": 0.5}),
+             step(3, "reverb", {"mix": 0.4, "low_cut": 0.3, "high_cut": 0.7})]
+    revised = [Instruction.of(1, rack.effect("reverb"), {"mix": 0.4, "low_cut": 0.3, "high_cut": 0.7}),
+               Instruction.of(2, rack.effect("distortion"), {"mode": 0.3, "drive": 0.8})]
+    changes = revision_changes(steps, revised)
+    assert changes[0] == "Leave out Multiband Compressor (step 1)."
+    assert changes[1] == "New order: Hall Reverb -> Distortion."
+    assert changes[2] == "Distortion, Drive: 0.50 -> 0.80."
+    assert len(changes) == 3  # the reverb's knobs did not move
