@@ -185,6 +185,27 @@ def from_unit(spec: ParamSpec, unit: float) -> float:
     return float(spec.sample_ranges[-1][1])
 
 
+def continuous_specs(specs: Sequence[ParamSpec]) -> list[ParamSpec]:
+    """The knobs Nelder-Mead moves: continuous ones with a sampled range of some length."""
+    return [spec for spec in specs if spec.kind == "continuous" and _range_length(spec) > 0]
+
+
+def first_simplex(origin: np.ndarray, step: float) -> np.ndarray:
+    """Nelder-Mead's first simplex in the unit cube: ``origin`` and one vertex ``step``
+    along each axis (back from the cube's edge where forward would leave it)."""
+    simplex = [origin]
+    for axis in range(len(origin)):
+        vertex = origin.copy()
+        vertex[axis] += step if vertex[axis] + step <= 1.0 else -step
+        simplex.append(vertex)
+    return np.asarray(simplex)
+
+
+def closeness_key(metric: str, value: float) -> float:
+    """``value`` of ``metric`` as a number that is smaller the closer to the target."""
+    return value if LOWER_IS_BETTER[metric] else -value
+
+
 # -- one step's search ---------------------------------------------------------------------------
 @attrs.define
 class Trial:
@@ -264,7 +285,7 @@ class StepSearch:
 
     # -- rendering and scoring ------------------------------------------------------------------
     def _key(self, value: float) -> float:
-        return value if LOWER_IS_BETTER[self.metric] else -value
+        return closeness_key(self.metric, value)
 
     def _render(self, chain: Sequence[tuple[str, Mapping[str, float]]], trial: Trial, budget: _Budget) -> Trial:
         begun = time.perf_counter()
@@ -337,8 +358,7 @@ class StepSearch:
         (``parallel``: its first simplex on the worker threads)."""
         from scipy.optimize import minimize
 
-        specs = [spec for spec in self.rack.effect(start.effect).sampled_params
-                 if spec.kind == "continuous" and _range_length(spec) > 0]
+        specs = continuous_specs(self.rack.effect(start.effect).sampled_params)
         if not specs or allowance < 1:
             return []
         trials: list[Trial] = []
@@ -361,11 +381,7 @@ class StepSearch:
             return self._key(seen[point])
 
         origin = np.array([to_unit(spec, start.knobs[spec.name]) for spec in specs])
-        simplex = [origin]
-        for index in range(len(specs)):
-            vertex = origin.copy()
-            vertex[index] += SIMPLEX_STEP if vertex[index] + SIMPLEX_STEP <= 1.0 else -SIMPLEX_STEP
-            simplex.append(vertex)
+        simplex = first_simplex(origin, SIMPLEX_STEP)
         # The first simplex's vertices do not depend on each other: render them at once.
         fresh = [knobs_at(vertex) for vertex in simplex]
         fresh = [knobs for knobs in dict((self._point(k), k) for k in fresh).values() if self._point(knobs) not in seen]
@@ -376,7 +392,7 @@ class StepSearch:
             seen[self._point(trial.knobs)] = trial.score
         try:
             minimize(objective, origin, method="Nelder-Mead", bounds=[(0.0, 1.0)] * len(specs),
-                     options={"initial_simplex": np.asarray(simplex), "xatol": 1e-3, "fatol": 1e-6,
+                     options={"initial_simplex": simplex, "xatol": 1e-3, "fatol": 1e-6,
                               "maxfev": 10_000})
         except _Spent:
             pass
@@ -458,14 +474,14 @@ class StepSearch:
 
 @attrs.define
 class Revised:
-    """The revised chain, its score, its levelled audio, renders spent and what changed
-    (``changes``: plain sentences, in the order they were made)."""
+    """The revised chain, its score, its levelled audio, renders spent and the moves that
+    were kept (``(kind, effect)``, kind dropped/moved/knobs, in the order they were made)."""
 
     chain: list[tuple[str, dict[str, float]]]
     score: float
     audio: np.ndarray = attrs.field(repr=False)
     renders: int = 0
-    moves: list[tuple[str, str]] = attrs.field(factory=list)  # (kind, effect): dropped/moved/knobs
+    moves: list[tuple[str, str]] = attrs.field(factory=list)
 
 
 class ChainReviser:
@@ -475,132 +491,121 @@ class ChainReviser:
     that later effects also shape. Each round tries, keeping any change that scores
     better: leaving each effect out, swapping each adjacent pair, every class of each
     categorical knob, and a short Nelder-Mead over each effect's continuous knobs. It stops
-    when a round changes nothing or the renders run out (a fixed count: deterministic)."""
+    when a round changes nothing or the renders run out (a fixed count: deterministic).
+    One reviser revises one chain."""
 
     def __init__(self, *, rack, entry: np.ndarray, loudness, reference, metric: str,
                  renders: int = DEFAULT_REVISE_RENDERS, deadline: float = math.inf) -> None:
         self.rack, self.entry, self.loudness = rack, entry, loudness
         self.reference, self.metric = reference, metric
-        self.left, self.deadline, self.spent = renders, deadline, 0
-        self._prefixes: list[np.ndarray] = []  # raw output after each effect of the current chain
-
-    def _key(self, value: float) -> float:
-        return value if LOWER_IS_BETTER[self.metric] else -value
+        self.left, self.deadline = renders, deadline
+        self.best = Revised(chain=[], score=math.nan, audio=np.zeros(0, np.float32))
+        self._prefixes: list[np.ndarray] = []  # raw output after each effect of the best chain
 
     def _has_budget(self) -> bool:
         return self.left >= 1 and time.perf_counter() < self.deadline
 
-    def _render(self, chain, start: int = 0) -> np.ndarray:
-        """Raw output of ``chain``; a pure rack continues the current chain's output
-        before effect ``start`` (the first one that differs)."""
-        if self.rack.pure_effects and start > 0:
-            return self.rack.process(self._prefixes[start - 1], chain[start:])
-        return self.rack.process(self.entry, chain)
-
-    def _score(self, chain, start: int) -> tuple[float, np.ndarray]:
-        self.left -= 1
-        self.spent += 1
-        audio = self.loudness.apply(self._render(chain, start), self.rack.sample_rate)
-        return self.reference.score(self.metric, audio), audio
-
-    def _set_current(self, chain) -> None:
-        self._prefixes = []
+    def _keep_prefixes(self, chain, start: int) -> None:
+        """The raw outputs after each effect of ``chain``, which equals the previous best
+        chain before effect ``start`` (those outputs are kept)."""
         if not self.rack.pure_effects:  # an impure rack renders every trial from the source
             return
-        raw = self.entry
-        for effect in chain:
+        del self._prefixes[start:]
+        raw = self._prefixes[-1] if self._prefixes else self.entry
+        for effect in chain[start:]:
             raw = self.rack.process(raw, [effect])
             self._prefixes.append(raw)
 
+    def _attempt(self, trial, start: int, move: tuple[str, str]) -> float:
+        """Score ``trial`` (it differs from the best chain from effect ``start`` on; a pure
+        rack continues the best chain's output before it) and keep it when it is closer;
+        its score."""
+        self.left -= 1
+        self.best.renders += 1
+        if self.rack.pure_effects and start > 0:
+            raw = self.rack.process(self._prefixes[start - 1], trial[start:])
+        else:
+            raw = self.rack.process(self.entry, trial)
+        audio = self.loudness.apply(raw, self.rack.sample_rate)
+        value = self.reference.score(self.metric, audio)
+        if closeness_key(self.metric, value) < closeness_key(self.metric, self.best.score) - 1e-12:
+            self.best.chain, self.best.score, self.best.audio = trial, value, audio
+            self.best.moves.append(move)
+            self._keep_prefixes(trial, start)
+        return value
+
+    def _improves(self, trial, start: int, move: tuple[str, str]) -> bool:
+        before = self.best.score
+        self._attempt(trial, start, move)
+        return self.best.score != before
+
     def revise(self, chain: Sequence[tuple[str, Mapping[str, float]]], score: float) -> Revised:
         """Revise ``chain`` (whose sound scores ``score``) within the renders given."""
-        current = [(name, dict(knobs)) for name, knobs in chain]
-        best = Revised(chain=current, score=score, audio=np.zeros(0, np.float32))
-        if not current:
+        best = self.best
+        best.chain, best.score = [(name, dict(knobs)) for name, knobs in chain], score
+        if not best.chain:
             return best
-        self._set_current(current)
-
-        def attempt(trial, start: int, move: tuple[str, str]) -> float:
-            """Score ``trial`` (it differs from the current chain from effect ``start``
-            on) and keep it when it is closer; its score."""
-            value, audio = self._score(trial, start)
-            if self._key(value) < self._key(best.score) - 1e-12:
-                best.chain, best.score, best.audio = trial, value, audio
-                best.moves.append(move)
-                self._set_current(trial)
-            return value
-
-        def improves(trial, start: int, move: tuple[str, str]) -> bool:
-            before = best.score
-            attempt(trial, start, move)
-            return best.score != before
-
+        self._keep_prefixes(best.chain, 0)
         changed = True
         while changed and self._has_budget():
             changed = False
             for index in range(len(best.chain) - 1, -1, -1):  # leave an effect out (last first)
                 if len(best.chain) > 1 and index < len(best.chain) and self._has_budget():
-                    chain_now = best.chain
-                    changed |= improves(chain_now[:index] + chain_now[index + 1:], index, ("dropped", chain_now[index][0]))
+                    now = best.chain
+                    changed |= self._improves(now[:index] + now[index + 1:], index, ("dropped", now[index][0]))
             for index in range(len(best.chain) - 1):  # swap neighbours
                 if not self._has_budget():
                     break
-                chain_now = best.chain
-                swapped = chain_now[:index] + [chain_now[index + 1], chain_now[index]] + chain_now[index + 2:]
-                changed |= improves(swapped, index, ("moved", chain_now[index + 1][0]))
+                now = best.chain
+                swapped = now[:index] + [now[index + 1], now[index]] + now[index + 2:]
+                changed |= self._improves(swapped, index, ("moved", now[index + 1][0]))
             for index in range(len(best.chain)):
-                changed |= self._revise_knobs(index, best, attempt)
-        best.renders = self.spent
+                changed |= self._revise_knobs(index)
         if best.audio.size == 0:  # nothing beat the chain as it came: render it once for its audio
             best.audio = self.loudness.apply(self.rack.process(self.entry, best.chain), self.rack.sample_rate)
         return best
 
-    def _revise_knobs(self, index: int, best: Revised, attempt) -> bool:
+    def _revise_knobs(self, index: int) -> bool:
+        """Every class of each categorical knob of effect ``index``, then Nelder-Mead over
+        its continuous knobs; whether the best chain changed."""
         from scipy.optimize import minimize
 
+        best = self.best
         name = best.chain[index][0]
         specs = self.rack.effect(name).sampled_params
-        changed = False
+        started_at = best.score
+
+        def with_knobs(knobs: dict[str, float]):
+            return [*best.chain[:index], (name, knobs), *best.chain[index + 1:]]
+
         for spec in (spec for spec in specs if spec.kind == "categorical"):
             for value in (spec.class_knob(c) for c in range(spec.n_classes)):
                 knobs = best.chain[index][1]
                 if not self._has_budget():
-                    return changed
+                    return best.score != started_at
                 if spec.class_index(value) != spec.class_index(knobs[spec.name]):
-                    trial = [*best.chain[:index], (name, {**knobs, spec.name: value}), *best.chain[index + 1:]]
-                    before = best.score
-                    attempt(trial, index, ("knobs", name))
-                    changed |= best.score != before
-        continuous = [spec for spec in specs if spec.kind == "continuous" and _range_length(spec) > 0]
+                    self._attempt(with_knobs({**knobs, spec.name: value}), index, ("knobs", name))
+        continuous = continuous_specs(specs)
         if not continuous or not self._has_budget():
-            return changed
+            return best.score != started_at
         knobs = best.chain[index][1]
-
-        def trial_at(unit: np.ndarray):
-            changed_knobs = {**knobs, **{spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}}
-            return [*best.chain[:index], (name, changed_knobs), *best.chain[index + 1:]]
-
         seen: dict[tuple, float] = {}
-        started_at = best.score
 
         def objective(unit: np.ndarray) -> float:
             point = tuple(np.round(unit, 9))
             if point not in seen:
                 if not self._has_budget():
                     raise _Spent
-                seen[point] = attempt(trial_at(unit), index, ("knobs", name))
-            return self._key(seen[point])
+                trial = with_knobs({**knobs, **{spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}})
+                seen[point] = self._attempt(trial, index, ("knobs", name))
+            return closeness_key(self.metric, seen[point])
 
         origin = np.array([to_unit(spec, knobs[spec.name]) for spec in continuous])
         seen[tuple(np.round(origin, 9))] = best.score
-        simplex = [origin]
-        for axis in range(len(continuous)):
-            vertex = origin.copy()
-            vertex[axis] += REVISE_SIMPLEX_STEP if vertex[axis] + REVISE_SIMPLEX_STEP <= 1.0 else -REVISE_SIMPLEX_STEP
-            simplex.append(vertex)
         try:
             minimize(objective, origin, method="Nelder-Mead", bounds=[(0.0, 1.0)] * len(continuous),
-                     options={"initial_simplex": np.asarray(simplex), "maxfev": 4 * (len(continuous) + 1)})
+                     options={"initial_simplex": first_simplex(origin, REVISE_SIMPLEX_STEP),
+                              "maxfev": 4 * (len(continuous) + 1)})
         except _Spent:
             pass
-        return changed or best.score != started_at
+        return best.score != started_at
