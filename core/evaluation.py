@@ -787,10 +787,15 @@ def session_outcome(record: Mapping, metric: str, tolerance: int, keep: str = "b
 def final_metrics(record: Mapping, kept: int) -> list[float]:
     """The metrics of a session's final sound: the input's (``kept`` 0), the kept step's,
     or, for a system that revises its kept steps, the revision of the first ``kept``."""
-    revision = record.get("revisions", {}).get(str(kept))
+    revision = kept_revision(record, kept)
     if revision is not None:
         return revision["metrics"]
     return record["initial"] if kept == 0 else record["steps"][kept - 1]
+
+
+def kept_revision(record: Mapping, kept: int) -> Mapping | None:
+    """The revision ``add_revisions`` recorded for the first ``kept`` steps, or None."""
+    return record.get("revisions", {}).get(str(kept))
 
 
 REVISION_NOTE = ("Systems with search then revise their kept steps as a whole, as suggest does (leave effects out, "
@@ -814,13 +819,11 @@ def add_revisions(record: dict, session, rack, metric: str, tolerance: int, rend
                                     "seconds": revision.seconds, "keep": keep,
                                     "effects": [name for name, _ in revision.chain]}
     record["revisions"] = revisions
-    record["revised_at_tolerance"] = tolerance
 
 
 def revised_systems(pair_records: Sequence[Mapping], systems: Sequence[str]) -> list[str]:
     """The systems whose records carry revisions (made for one tolerance only)."""
-    return [system for system in systems
-            if pair_records and any("revisions" in pair["systems"][system] for pair in pair_records)]
+    return [system for system in systems if any("revisions" in pair["systems"][system] for pair in pair_records)]
 
 
 def _deltas(records: Sequence[Mapping], metric: str, tolerance: int, keep: str) -> np.ndarray:
@@ -937,7 +940,7 @@ def latency_rows(pair_records: Sequence[Mapping], systems: Sequence[str], metric
             record = pair["systems"][system]
             applied, kept = session_outcome(record, metric, tolerance)
             steps += record["seconds"]
-            revision = record.get("revisions", {}).get(str(kept))
+            revision = kept_revision(record, kept)
             sessions.append(record["setup_seconds"] + sum(record["seconds"][:applied])
                             + (revision["seconds"] if revision else 0.0))
         step_ms, session_ms = np.asarray(steps) * 1000, np.asarray(sessions) * 1000

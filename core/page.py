@@ -287,12 +287,14 @@ def render_page(data: Mapping[str, Any], files: Mapping[str, SoundFiles] | None 
               for key, value in data.items() if key not in _LAID_OUT_TOP_FIELDS]
     fact_list = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v)}</dd></div>" for k, v in facts if v not in (None, ""))
     notes = "".join(f"<li>{_e(note)}</li>" for note in data.get("notes", []))
-    options = [f'<option value="audio-step-{int(s["step"])}"{" selected" if int(s["step"]) == best else ""}>'
-               f'Step {int(s["step"])}: {_e(s.get("label") or s["effect"])}</option>' for s in steps]
-    options.insert(0, f'<option value="audio-input"{" selected" if best == 0 else ""}>The input</option>')
-    if revision is not None:
-        options = [option.replace(" selected", "") for option in options]
-        options.append('<option value="audio-revision" selected>The revised chain</option>')
+    # The A/B bar starts on the best sound: the revised chain, else the best step (or the input).
+    choices = [("audio-input", "The input"),
+               *((f'audio-step-{int(s["step"])}', f'Step {int(s["step"])}: {s.get("label") or s["effect"]}')
+                 for s in steps),
+               *([("audio-revision", "The revised chain")] if revision is not None else [])]
+    chosen_audio = "audio-revision" if revision is not None else f"audio-step-{best}" if best else "audio-input"
+    options = [f'<option value="{value}"{" selected" if value == chosen_audio else ""}>{_e(text)}</option>'
+               for value, text in choices]
     rows = "".join(_step_row(step, files[f"step-{step['step']}"], best, chosen) for step in steps)
     demo = _demo_section(data["demo"], steps, best) if isinstance(data.get("demo"), Mapping) else ""
     return f"""<!doctype html>

@@ -49,10 +49,10 @@ from serumrnn.core.dataset import GENERATED_FAMILY
 from serumrnn.core.errors import ParameterError, PluginError
 from serumrnn.core.evaluation import (
     KEEP_RULES, MAX_TOLERANCE, REVISION_NOTE, SYSTEM_LABELS, add_revisions, chain_seed, final_metrics,
-    progress_markdown, progress_rows, rival_lines, session_outcome, session_record, stopping_text, system_rows,
-    systems_markdown,
+    kept_revision, progress_markdown, progress_rows, rival_lines, session_outcome, session_record, stopping_text,
+    system_rows, systems_markdown,
 )
-from serumrnn.core.search import DEFAULT_REVISE_RENDERS
+from serumrnn.core.search import search_options
 from serumrnn.core.loudness import NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import METRICS, improvement
 from serumrnn.core.params import sample_knobs
@@ -336,6 +336,11 @@ def choose_systems(asked: Sequence[str] | None, table: Mapping[str, tuple[str, d
     return list(dict.fromkeys(asked))
 
 
+def _closer_pct(before: float, after: float) -> float:
+    """How much closer ``after`` is than ``before`` on MSSMAE, in % of ``before``."""
+    return 100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0
+
+
 def closer_rows(pairs: Sequence[Mapping], systems: Sequence[str], tolerance: int, metric: str) -> list[dict]:
     """Per keep rule and system: the mean and median over cases of how much closer (in %
     of the input's distance) the final sound is on MSSMAE, and the share of cases it got
@@ -350,7 +355,7 @@ def closer_rows(pairs: Sequence[Mapping], systems: Sequence[str], tolerance: int
                 record = pair["systems"][system]
                 before = record["initial"][index]
                 after = final_metrics(record, session_outcome(record, metric, tolerance, keep)[1])[index]
-                closer.append(100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0)
+                closer.append(_closer_pct(before, after))
             rows.append({"system": system, "kept": keep, "closer_pct": float(np.mean(closer)),
                          "closer_median_pct": float(np.median(closer)),
                          "closer_share": float(np.mean(np.asarray(closer) > 0)), "cases": len(closer)})
@@ -363,19 +368,13 @@ def case_summary(pair: Mapping, metric: str, tolerance: int) -> dict:
     systems = {}
     for system, record in pair["systems"].items():
         applied, best = session_outcome(record, metric, tolerance)
-        revision = record.get("revisions", {}).get(str(best))
+        revision = kept_revision(record, best)
         systems[system] = {"effects": record["effects"], "applied": applied, "best": best,
                            "initial": dict(zip(METRICS, record["initial"])),
                            "steps": [dict(zip(METRICS, step)) for step in record["steps"]],
                            "final": dict(zip(METRICS, final_metrics(record, best))),
                            "revised_effects": None if revision is None else revision["effects"]}
     return {"case_id": pair["chain_id"], **pair["meta"], "systems": systems}
-
-
-def _closer_pct(info: Mapping) -> float:
-    """% closer on MSSMAE of a case summary's final sound (kept best)."""
-    before, after = info["initial"][CLOSER_METRIC], info["final"][CLOSER_METRIC]
-    return 100.0 * improvement(before, after, CLOSER_METRIC) / abs(before) if before else 0.0
 
 
 @attrs.define
@@ -396,7 +395,8 @@ class UnseenResult:
                        "target_trimmed_samples": case["target_trimmed_samples"],
                        **{key: value for system, info in case["systems"].items() for key, value in (
                            (f"{system}_effects", " > ".join(info["effects"][:info["applied"]])),
-                           (f"{system}_closer_pct", _closer_pct(info)),
+                           (f"{system}_closer_pct",
+                            _closer_pct(info["initial"][CLOSER_METRIC], info["final"][CLOSER_METRIC])),
                            *(((f"{system}_revised", " > ".join(info["revised_effects"])),)
                              if info.get("revised_effects") is not None else ()))}}
                       for case in self.cases]
@@ -497,7 +497,7 @@ def _run_case(case: UnseenCase, systems: Sequence[str], table: Mapping[str, tupl
         selector, extra = table[system]
         # Sessions run to the end and the stopping rule is applied afterwards; a searched
         # system's revision needs the steps that rule keeps, so it is made afterwards too.
-        revise = (DEFAULT_REVISE_RENDERS if extra.get("revise_renders") is None else extra["revise_renders"]) \
+        revise = search_options(True, revise_renders=extra.get("revise_renders")).revise_renders \
             if extra.get("search") else 0
         started = time.perf_counter()
         session = suggest_case(case, folder, rack, bundle=bundle, selector=selector, metric=options.metric,
