@@ -437,11 +437,22 @@ class ModelBundle:
         import torch
 
         kind, config = self._description(name)
+        model = self._new_module(name, kind, config)
+        self._load_weights(name, model, self._weights.pop(name, None) or self.read_weights(name))
+        model.to(torch.device(self.device)).eval()
+        return model
+
+    def _new_module(self, name: str, kind: ModelKind, config: Any):
+        """A fresh torch module of model ``name`` as ``kind`` and ``config`` describe it."""
         try:
-            model = kind.build(self.feature_settings, config)
+            return kind.build(self.feature_settings, config)
         except (TypeError, ValueError, ParameterError) as exc:
             raise BundleError(f"Bundle '{self.path}' describes model {name} inconsistently ({exc}); retrain that model.") from None
-        weights = self._weights.pop(name, None) or self.read_weights(name)
+
+    def _load_weights(self, name: str, model: Any, weights: Mapping[str, np.ndarray]) -> None:
+        """Load ``weights`` (arrays as ``_parse_weights`` gives them) into ``model``."""
+        import torch
+
         try:
             # copies: the arrays safetensors parses are read-only views of the file's bytes
             model.load_state_dict({key: torch.from_numpy(np.array(value)) for key, value in weights.items()}, strict=True)
@@ -449,8 +460,6 @@ class ModelBundle:
             raise BundleError(
                 f"Weights of model {name} in bundle '{self.path}' do not fit its recorded architecture; retrain that model."
             ) from None
-        model.to(torch.device(self.device)).eval()
-        return model
 
     # -- writing ----------------------------------------------------------------------
     def add_model(
@@ -529,15 +538,8 @@ class ModelBundle:
     def _export(self, name: str, kind: ModelKind, config: Any, weights: bytes) -> dict:
         """Write ``<name>.onnx``, the export of the model that ``weights`` (safetensors
         bytes) hold, built as inference builds it; its ``bundle.json`` record."""
-        import safetensors.torch
-
-        model = kind.build(self.feature_settings, config)
-        try:
-            model.load_state_dict(safetensors.torch.load(weights), strict=True)
-        except RuntimeError:
-            raise BundleError(
-                f"Weights of model {name} in bundle '{self.path}' do not fit its recorded architecture; retrain that model."
-            ) from None
+        model = self._new_module(name, kind, config)
+        self._load_weights(name, model, self._parse_weights(name, weights))
         data = export_onnx(kind, model.to("cpu").eval(), self.feature_settings)
         file_name = f"{name}.onnx"
         write_bytes_atomic(self.path / file_name, data, ".onnx")
@@ -553,7 +555,6 @@ class ModelBundle:
             self._check_has(name)
             kind, config = self._description(name)
             weights = self._read_checked(name)
-            self._parse_weights(name, weights)  # refuse a broken file in one sentence
             previous = self.meta["models"][name].get("onnx") or {}
             existed = (self.path / f"{name}.onnx").is_file()
             export = self._export(name, kind, config, weights)
