@@ -811,10 +811,14 @@ def add_revisions(record: dict, session, rack, metric: str, tolerance: int, rend
     from serumrnn.core.session import revise_session
 
     revisions: dict[str, dict] = {}
+    tried: set[int] = set()
     for keep in KEEP_RULES:
         _, kept = session_outcome(record, metric, tolerance, keep)
-        if kept and str(kept) not in revisions:
-            revision = revise_session(session, kept, rack=rack, renders=renders)
+        if kept in tried:
+            continue
+        tried.add(kept)
+        revision = revise_session(session, kept, rack=rack, renders=renders)
+        if revision is not None:
             revisions[str(kept)] = {"metrics": [revision.metrics[m] for m in METRICS], "renders": revision.renders,
                                     "seconds": revision.seconds, "keep": keep,
                                     "effects": [name for name, _ in revision.chain]}

@@ -622,23 +622,27 @@ def revise_session(session: Session, kept: int, *, rack: Rack, renders: int, bud
                    extractor: LibrosaFeatureExtractor | None = None,
                    reference: MetricReference | None = None) -> Revision | None:
     """The first ``kept`` steps of ``session`` revised as a whole within ``renders``
-    renders (and ``budget_ms`` per kept step, when given); None when ``kept`` is 0 or the
-    session has no entry audio. Evaluation calls it with the steps a stopping rule keeps."""
-    if kept < 1 or session.entry is None:
+    renders (and ``budget_ms`` per kept step, when given). When no step got closer (``kept``
+    0), the first step is revised instead and kept only if it ends closer than the input.
+    None when there is nothing to revise, nothing beat the input, or the session has no
+    entry audio. Evaluation calls it with the steps a stopping rule keeps."""
+    if not session.steps or session.entry is None:
         return None
     started = time.perf_counter()
     extractor = extractor or LibrosaFeatureExtractor()
     reference = reference or MetricReference(session.target_audio, session.target_features)
-    steps = session.steps[:kept]
-    deadline = math.inf if budget_ms is None else started + budget_ms * kept / 1000.0
+    steps = session.steps[:max(kept, 1)]
+    deadline = math.inf if budget_ms is None else started + budget_ms * len(steps) / 1000.0
     reviser = ChainReviser(rack=rack, entry=session.entry, loudness=session.loudness, reference=reference,
                            metric=session.metric, renders=renders, deadline=deadline)
     revised = reviser.revise([(step.effect, step.knobs) for step in steps], steps[-1].metrics[session.metric])
+    if not kept and improvement(session.initial_metrics[session.metric], revised.score, session.metric) <= 0:
+        return None  # the retuned first step still does not beat the input
     features = extractor.extract(revised.audio, rack.sample_rate)
     metrics = reference.compare(revised.audio, features, mssmae=revised.score if session.metric == "mssmae" else None)
     instructions = tuple(Instruction.of(index, rack.effect(name), knobs)
                          for index, (name, knobs) in enumerate(revised.chain, start=1))
-    return Revision(kept=kept, chain=revised.chain, instructions=instructions,
+    return Revision(kept=len(steps), chain=revised.chain, instructions=instructions,
                     changes=tuple(revision_changes(steps, instructions)), audio=revised.audio, features=features,
                     metrics=metrics, renders=revised.renders, seconds=time.perf_counter() - started)
 

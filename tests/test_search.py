@@ -423,13 +423,41 @@ def test_cli_prints_the_revised_chain(all_bundle, targets, tmp_path):
     assert bad.exit_code != 0 and "give 0 (no revision) or more renders" in bad.output
 
 
+def _step(rack, index, name, knobs, audio=np.zeros(1, np.float32), metrics=None):
+    from serumrnn.core.session import Instruction, Step
+
+    return Step(index=index, effect=name, knobs=knobs, instruction=Instruction.of(index, rack.effect(name), knobs),
+                probability=1.0, audio=audio, features=None, metrics=metrics or {}, better=False, seconds=0.0)
+
+
+def test_a_session_whose_every_step_moved_away_revises_its_first_step(all_bundle, rack):
+    """No step got closer (none kept): the revision retunes the first step and keeps it
+    only when it then beats the input."""
+    from serumrnn.core.session import revise_session
+
+    source = rack.level_source("saw", LUFS_14)
+    subtle = [("eq", {"frequency": 0.8, "resonance": 0.5, "gain": 0.4})]  # a small cut, high up
+    for target, beatable in ((LUFS_14.apply(rack.process(source, subtle), rack.sample_rate), True), (source, False)):
+        session = suggest("saw", target, bundle=all_bundle, search=False, revise_renders=0)
+        reference = MetricReference(session.target_audio, session.target_features)
+        wrong = {"frequency": 0.6, "resonance": 0.5, "gain": 0.45}  # a small cut, in the wrong place
+        audio = LUFS_14.apply(rack.process(session.entry, [("eq", wrong)]), rack.sample_rate)
+        session.steps = [_step(rack, 1, "eq", wrong, audio, {"mssmae": reference.score("mssmae", audio)})]
+        assert session.best_index == 0
+        revision = revise_session(session, 0, rack=rack, renders=60)
+        if not beatable:  # nothing is closer to a target that is the input itself
+            assert revision is None
+            continue
+        assert revision.kept == 1 and [name for name, _ in revision.chain] == ["eq"] and revision.renders <= 60
+        assert revision.metrics["mssmae"] < session.initial_metrics["mssmae"]
+
+
 def test_revision_changes_say_what_moved(rack):
     """The changes a person reads: effects left out, a new order, knobs whose shown value moved."""
-    from serumrnn.core.session import Instruction, Step, revision_changes
+    from serumrnn.core.session import Instruction, revision_changes
 
     def step(index, name, knobs):
-        return Step(index=index, effect=name, knobs=knobs, instruction=Instruction.of(index, rack.effect(name), knobs),
-                    probability=1.0, audio=np.zeros(1, np.float32), features=None, metrics={}, better=True, seconds=0.0)
+        return _step(rack, index, name, knobs)
 
     steps = [step(1, "compressor", {"low": 0.2, "mid": 0.4, "high": 0.1}),
              step(2, "distortion", {"mode": 0.3, "drive": 0.5}),
