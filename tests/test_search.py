@@ -18,6 +18,7 @@ from serumrnn.core.registry import get_plugin_manager
 from serumrnn.core.search import (
     DEFAULT_REVISE_RENDERS, REFINED, THREADS, ChainReviser, SearchOptions, from_unit, to_unit,
 )
+from serumrnn.core import search
 from serumrnn.core.session import resolve_bundle, run_session, suggest
 
 runner = CliRunner()
@@ -421,6 +422,47 @@ def test_cli_prints_the_revised_chain(all_bundle, targets, tmp_path):
     assert data["search"]["revise_renders"] == 30 and data["revision"]["renders"] <= 30
     bad = runner.invoke(app, ["suggest", preset, str(tmp_path / "target.wav"), "--revise-renders", "-3"])
     assert bad.exit_code != 0 and "give 0 (no revision) or more renders" in bad.output
+
+
+class _OneKnobRack:
+    """A rack with one effect that scales the sound by ``level(x)``: closest to the target
+    (scale 1) at x = 0.8, a local optimum at x = 0.2 (scale 1.1) behind a ridge (scale 1.5)."""
+
+    pure_effects, sample_rate = True, 44100
+
+    class effect_type:
+        sampled_params = [ParamSpec("x", "continuous", ((0.0, 1.0),))]
+
+    def effect(self, name):
+        return self.effect_type
+
+    @staticmethod
+    def level(x: float) -> float:
+        return 1 + (0.1 + abs(x - 0.2) if x < 0.5 else min(4 * abs(x - 0.8), 0.5))
+
+    def process(self, audio, chain):
+        for _, knobs in chain:
+            audio = audio * self.level(knobs["x"])
+        return audio
+
+
+@pytest.mark.parametrize("scan_points", [search.REVISE_SCAN_POINTS, 0])
+def test_the_wide_round_scans_past_a_local_optimum(monkeypatch, scan_points):
+    """Nelder-Mead from x = 0.2 stays in its local optimum, from the short or the wide
+    simplex; the wide round's scan of the knob's range finds the better basin at 0.8."""
+    monkeypatch.setattr(search, "REVISE_SCAN_POINTS", scan_points)
+    rack = _OneKnobRack()
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.3
+    reference = MetricReference(source, None)
+    offered = [("scale", {"x": 0.2})]
+    start = reference.score("mssmae", rack.process(source, offered))
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=80).revise(offered, start)
+    assert revised.renders < 80  # it stopped after a wide round that changed nothing
+    if scan_points:
+        assert abs(revised.chain[0][1]["x"] - 0.8) < 0.01 and revised.score < 0.05 * start
+    else:  # without the scan the short and wide simplex both stay near 0.2
+        assert abs(revised.chain[0][1]["x"] - 0.2) < 0.1
 
 
 def _step(rack, index, name, knobs, audio=np.zeros(1, np.float32), metrics=None):
