@@ -642,7 +642,8 @@ def _warm_start(model: nn.Module, name: str, source: str) -> None:
     donor = ModelBundle.load(bundle_path(source), build_models=False)
     if name not in donor.meta["models"]:
         raise ParameterError(f"Bundle '{donor.path}' has no model {name} to start from; train it without --init-from.")
-    weights = {key: value.float() for key, value in donor.read_weights(name).items()}
+    # read_weights gives numpy arrays in the stored dtype (float16 by default): copies, as float32
+    weights = {key: torch.tensor(value, dtype=torch.float32) for key, value in donor.read_weights(name).items()}
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError:

@@ -12,6 +12,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 from serumrnn.core.bundle import ModelBundle
@@ -184,6 +186,27 @@ def test_cli_trains_and_refuses_bad_input(dataset, tmp_path):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
         assert "--bundle" not in result.output  # train has no --bundle option to point to
+
+
+def test_warm_start_loads_a_shipped_bundles_weights():
+    """--init-from starts from the donor's stored (float16) weights: every tensor of the
+    fresh module equals them afterwards."""
+    import torch
+
+    from serumrnn.core.session import bundle_path
+    from serumrnn.core.training import _warm_start
+
+    donor = ModelBundle.load(bundle_path("all"))
+    module = donor.model("params-eq")  # a module of the same architecture, to overwrite
+    with torch.no_grad():
+        for tensor in module.state_dict().values():
+            tensor.zero_()
+    _warm_start(module, "params-eq", "all")
+    stored = donor.read_weights("params-eq")
+    assert set(module.state_dict()) == set(stored)
+    for key, tensor in module.state_dict().items():  # float32 weights; int64 batch-norm counters
+        assert tensor.dtype in (torch.float32, torch.int64)
+        np.testing.assert_array_equal(tensor.numpy(), np.asarray(stored[key]).astype(tensor.numpy().dtype))
 
 
 def test_training_reports_epochs_through_its_reporter_only(dataset, tmp_path, capsys):
