@@ -545,6 +545,11 @@ class ChainReviser:
             self._keep_prefixes(trial, start)
         return value
 
+    def _with_knobs(self, index: int, knobs: dict[str, float]):
+        """The best chain with effect ``index`` set to ``knobs``."""
+        chain = self.best.chain
+        return [*chain[:index], (chain[index][0], knobs), *chain[index + 1:]]
+
     def _improves(self, trial, start: int, move: tuple[str, str]) -> bool:
         before = self.best.score
         self._attempt(trial, start, move)
@@ -594,9 +599,8 @@ class ChainReviser:
                 knobs = best.chain[index][1]
                 if abs(to_unit(spec, knobs[spec.name]) - unit) < 0.5 / REVISE_SCAN_POINTS:
                     continue
-                trial = [*best.chain[:index], (name, {**knobs, spec.name: from_unit(spec, float(unit))}),
-                         *best.chain[index + 1:]]
-                self._attempt(trial, index, ("knobs", name))
+                self._attempt(self._with_knobs(index, {**knobs, spec.name: from_unit(spec, float(unit))}),
+                              index, ("knobs", name))
         return best.score != started_at
 
     def _revise_knobs(self, index: int, simplex_step: float) -> bool:
@@ -609,17 +613,13 @@ class ChainReviser:
         name = best.chain[index][0]
         specs = self.rack.effect(name).sampled_params
         started_at = best.score
-
-        def with_knobs(knobs: dict[str, float]):
-            return [*best.chain[:index], (name, knobs), *best.chain[index + 1:]]
-
         for spec in (spec for spec in specs if spec.kind == "categorical"):
             for value in (spec.class_knob(c) for c in range(spec.n_classes)):
                 knobs = best.chain[index][1]
                 if not self._has_budget():
                     return best.score != started_at
                 if spec.class_index(value) != spec.class_index(knobs[spec.name]):
-                    self._attempt(with_knobs({**knobs, spec.name: value}), index, ("knobs", name))
+                    self._attempt(self._with_knobs(index, {**knobs, spec.name: value}), index, ("knobs", name))
         continuous = continuous_specs(specs)
         if not continuous or not self._has_budget():
             return best.score != started_at
@@ -631,7 +631,8 @@ class ChainReviser:
             if point not in seen:
                 if not self._has_budget():
                     raise _Spent
-                trial = with_knobs({**knobs, **{spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}})
+                moved = {spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}
+                trial = self._with_knobs(index, {**knobs, **moved})
                 seen[point] = self._attempt(trial, index, ("knobs", name))
             return closeness_key(self.metric, seen[point])
 
