@@ -241,6 +241,12 @@ class Found:
     renders: int
 
 
+def _chain_key(chain: Sequence[tuple[str, Mapping[str, float]]]) -> tuple:
+    """A chain as a hashable value (knobs rounded to 9 places, the search's resolution)."""
+    return tuple((name, tuple(sorted((key, round(float(value), 9)) for key, value in knobs.items())))
+                 for name, knobs in chain)
+
+
 class _Spent(Exception):
     """The budget ran out inside an optimisation."""
 
@@ -512,6 +518,7 @@ class ChainReviser:
         self.left, self.deadline = renders, deadline
         self.best = Revised(chain=[], score=math.nan, audio=np.zeros(0, np.float32))
         self._prefixes: list[np.ndarray] = []  # raw output after each effect of the best chain
+        self._scored: dict[tuple, float] = {}  # every chain scored so far: none is rendered twice
 
     def _has_budget(self) -> bool:
         return self.left >= 1 and time.perf_counter() < self.deadline
@@ -527,10 +534,17 @@ class ChainReviser:
             raw = self.rack.process(raw, [effect])
             self._prefixes.append(raw)
 
+    def _was_scored(self, trial) -> bool:
+        return _chain_key(trial) in self._scored
+
     def _attempt(self, trial, start: int, move: tuple[str, str]) -> float:
         """Score ``trial`` (it differs from the best chain from effect ``start`` on; a pure
         rack continues the best chain's output before it) and keep it when it is closer;
-        its score."""
+        its score. A chain scored before costs no render: it did not beat the best then,
+        and the best has only got closer since."""
+        key = _chain_key(trial)
+        if key in self._scored:
+            return self._scored[key]
         self.left -= 1
         self.best.renders += 1
         if self.rack.pure_effects and start > 0:
@@ -538,7 +552,7 @@ class ChainReviser:
         else:
             raw = self.rack.process(self.entry, trial)
         audio = self.loudness.apply(raw, self.rack.sample_rate)
-        value = self.reference.score(self.metric, audio)
+        value = self._scored[key] = self.reference.score(self.metric, audio)
         if closeness_key(self.metric, value) < closeness_key(self.metric, self.best.score) - 1e-12:
             self.best.chain, self.best.score, self.best.audio = trial, value, audio
             self.best.moves.append(move)
@@ -561,6 +575,7 @@ class ChainReviser:
         best.chain, best.score = [(name, dict(knobs)) for name, knobs in chain], score
         if not best.chain:
             return best
+        self._scored[_chain_key(best.chain)] = score
         self._keep_prefixes(best.chain, 0)
         changed, wide = True, False
         while (changed or not wide) and self._has_budget():
@@ -624,20 +639,15 @@ class ChainReviser:
         if not continuous or not self._has_budget():
             return best.score != started_at
         knobs = best.chain[index][1]
-        seen: dict[tuple, float] = {}
 
         def objective(unit: np.ndarray) -> float:
-            point = tuple(np.round(unit, 9))
-            if point not in seen:
-                if not self._has_budget():
-                    raise _Spent
-                moved = {spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}
-                trial = self._with_knobs(index, {**knobs, **moved})
-                seen[point] = self._attempt(trial, index, ("knobs", name))
-            return closeness_key(self.metric, seen[point])
+            moved = {spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}
+            trial = self._with_knobs(index, {**knobs, **moved})
+            if not (self._was_scored(trial) or self._has_budget()):
+                raise _Spent
+            return closeness_key(self.metric, self._attempt(trial, index, ("knobs", name)))
 
         origin = np.array([to_unit(spec, knobs[spec.name]) for spec in continuous])
-        seen[tuple(np.round(origin, 9))] = best.score
         try:
             minimize(objective, origin, method="Nelder-Mead", bounds=[(0.0, 1.0)] * len(continuous),
                      options={"initial_simplex": first_simplex(origin, simplex_step),

@@ -465,6 +465,50 @@ def test_the_wide_round_scans_past_a_local_optimum(monkeypatch, scan_points):
         assert abs(revised.chain[0][1]["x"] - 0.2) < 0.1
 
 
+class _RecordingRack:
+    """Two effects that render every trial from the source (not pure), recording each
+    chain rendered: "gain" scales by its knob, "shape" bends the wave by a mode (three
+    classes) and an amount."""
+
+    pure_effects, sample_rate = False, 44100
+    specs = {"gain": [ParamSpec("x", "continuous")],
+             "shape": [ParamSpec("mode", "categorical", classes=("a", "b", "c")), ParamSpec("amount", "continuous")]}
+
+    def __init__(self):
+        self.rendered = []
+
+    def effect(self, name):
+        return type("Effect", (), {"sampled_params": self.specs[name]})
+
+    def process(self, audio, chain):
+        self.rendered.append(tuple((name, tuple(sorted(knobs.items()))) for name, knobs in chain))
+        for name, knobs in chain:
+            if name == "gain":
+                audio = audio * (0.5 + knobs["x"])
+            else:
+                power = 1 + int(knobs["mode"] * 3) + knobs["amount"]
+                audio = np.sign(audio) * np.abs(audio) ** power
+        return audio
+
+
+def test_the_revision_never_renders_a_chain_twice():
+    """Rounds repeat moves (a wide round retries the leave-outs, swaps and classes of the
+    round before it on the same chain, and Nelder-Mead revisits points): a chain scored
+    once is not rendered again, and every render counted is a new chain."""
+    rack = _RecordingRack()
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.6
+    reference = MetricReference(rack.process(source, [("shape", {"mode": 0.5, "amount": 0.4}),
+                                                      ("gain", {"x": 0.7})]), None)
+    offered = [("gain", {"x": 0.3}), ("shape", {"mode": 0.2, "amount": 0.8})]
+    start = reference.score("mssmae", rack.process(source, offered))
+    rack.rendered.clear()
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=400).revise(offered, start)
+    assert revised.score < 0.6 * start and revised.renders < 400  # it got closer, then stopped by itself
+    assert len(rack.rendered) == revised.renders == len(set(rack.rendered))
+    assert ("shape", "gain") == tuple(name for name, _ in revised.chain)
+
+
 def _step(rack, index, name, knobs, audio=np.zeros(1, np.float32), metrics=None):
     from serumrnn.core.session import Instruction, Step
 
