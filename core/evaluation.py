@@ -799,7 +799,7 @@ def kept_revision(record: Mapping, kept: int) -> Mapping | None:
 
 
 REVISION_NOTE = ("Systems with search then revise their kept steps as a whole, as suggest does (leave effects out, "
-                 "swap neighbours, retune knobs; `revision renders` and `revision ms` per session in Table 4): "
+                 "swap neighbours, retune knobs, add an effect at the end; `revision renders` and `revision ms` per session in Table 4): "
                  "their final sound is the revision, under both keep rules, so Figure 4 leaves them out.")
 
 

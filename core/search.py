@@ -507,9 +507,10 @@ class ChainReviser:
     better: leaving each effect out, swapping each adjacent pair, every class of each
     categorical knob, and a short Nelder-Mead over each effect's continuous knobs. After a
     round that changes nothing comes a wide one, which also scans each continuous knob over
-    its range and starts Nelder-Mead from a wider simplex; it stops when a wide round changes
-    nothing too or the renders run out (a fixed count: deterministic). One reviser revises
-    one chain."""
+    its range and starts Nelder-Mead from a wider simplex; after a wide round that changes
+    nothing, effects offered as additions are tried at the chain's end. It stops when those
+    change nothing too or the renders run out (a fixed count: deterministic); no chain is
+    rendered twice. One reviser revises one chain."""
 
     def __init__(self, *, rack, entry: np.ndarray, loudness, reference, metric: str,
                  renders: int = DEFAULT_REVISE_RENDERS, deadline: float = math.inf) -> None:
@@ -559,9 +560,9 @@ class ChainReviser:
             self._keep_prefixes(trial, start)
         return value
 
-    def _with_knobs(self, index: int, knobs: dict[str, float]):
-        """The best chain with effect ``index`` set to ``knobs``."""
-        chain = self.best.chain
+    @staticmethod
+    def _with_knobs(chain, index: int, knobs: dict[str, float]):
+        """``chain`` with effect ``index`` set to ``knobs``."""
         return [*chain[:index], (chain[index][0], knobs), *chain[index + 1:]]
 
     def _improves(self, trial, start: int, move: tuple[str, str]) -> bool:
@@ -569,8 +570,11 @@ class ChainReviser:
         self._attempt(trial, start, move)
         return self.best.score != before
 
-    def revise(self, chain: Sequence[tuple[str, Mapping[str, float]]], score: float) -> Revised:
-        """Revise ``chain`` (whose sound scores ``score``) within the renders given."""
+    def revise(self, chain: Sequence[tuple[str, Mapping[str, float]]], score: float,
+               additions: Sequence[tuple[str, Mapping[str, float]]] = ()) -> Revised:
+        """Revise ``chain`` (whose sound scores ``score``) within the renders given;
+        ``additions``: effects (with starting knobs) that may be added at the end when the
+        rounds find nothing else, in the order given."""
         best = self.best
         best.chain, best.score = [(name, dict(knobs)) for name, knobs in chain], score
         if not best.chain:
@@ -593,56 +597,79 @@ class ChainReviser:
                 changed |= self._improves(swapped, index, ("moved", now[index + 1][0]))
             for index in range(len(best.chain)):
                 if wide:
-                    changed |= self._scan_knobs(index)
-                changed |= self._revise_knobs(index, REVISE_WIDE_STEP if wide else REVISE_SIMPLEX_STEP)
+                    changed |= self._scan_knobs(best.chain, index)
+                changed |= self._revise_knobs(best.chain, index, REVISE_WIDE_STEP if wide else REVISE_SIMPLEX_STEP)
+            if wide and not changed:
+                changed = self._add_one(additions)
         if best.audio.size == 0:  # nothing beat the chain as it came: render it once for its audio
             best.audio = self.loudness.apply(self.rack.process(self.entry, best.chain), self.rack.sample_rate)
         return best
 
-    def _scan_knobs(self, index: int) -> bool:
-        """Each continuous knob of effect ``index`` at ``REVISE_SCAN_POINTS`` evenly spaced
-        points of its sampled range, the other knobs as they are (skipping a point next to
-        the knob's value); whether the best chain changed."""
-        best = self.best
-        name = best.chain[index][0]
-        started_at = best.score
+    def _add_one(self, additions: Sequence[tuple[str, Mapping[str, float]]]) -> bool:
+        """Try each effect of ``additions`` not in the best chain at its end, its knobs
+        scanned and refined there (the steps may have stopped before the target's last
+        effects, when no single effect got closer on its own); True at the first that gets
+        the chain closer."""
+        for name, knobs in additions:
+            if any(name == used for used, _ in self.best.chain):
+                continue
+            if not self._has_budget():
+                return False
+            extended = [*self.best.chain, (name, dict(knobs))]
+            index = len(self.best.chain)
+            started_at = self.best.score
+            self._attempt(extended, index, ("added", name))
+            if self.best.score == started_at:
+                self._scan_knobs(extended, index)
+            if self.best.score == started_at:
+                self._revise_knobs(extended, index, REVISE_WIDE_STEP)
+            if self.best.score != started_at:
+                return True
+        return False
+
+    def _scan_knobs(self, base, index: int) -> bool:
+        """Each continuous knob of effect ``index`` of chain ``base`` at
+        ``REVISE_SCAN_POINTS`` evenly spaced points of its sampled range, the other knobs as
+        they are (skipping a point next to the knob's value); whether the best chain changed."""
+        name, started_at = base[index][0], self.best.score
         points = np.linspace(0.05, 0.95, REVISE_SCAN_POINTS)
         for spec in continuous_specs(self.rack.effect(name).sampled_params):
             for unit in points:
                 if not self._has_budget():
-                    return best.score != started_at
-                knobs = best.chain[index][1]
+                    return self.best.score != started_at
+                knobs = base[index][1]
                 if abs(to_unit(spec, knobs[spec.name]) - unit) < 0.5 / REVISE_SCAN_POINTS:
                     continue
-                self._attempt(self._with_knobs(index, {**knobs, spec.name: from_unit(spec, float(unit))}),
-                              index, ("knobs", name))
-        return best.score != started_at
+                trial = self._with_knobs(base, index, {**knobs, spec.name: from_unit(spec, float(unit))})
+                if self._improves(trial, index, ("knobs", name)):
+                    base = trial
+        return self.best.score != started_at
 
-    def _revise_knobs(self, index: int, simplex_step: float) -> bool:
-        """Every class of each categorical knob of effect ``index``, then Nelder-Mead over
-        its continuous knobs from a first simplex of ``simplex_step``; whether the best
-        chain changed."""
+    def _revise_knobs(self, base, index: int, simplex_step: float) -> bool:
+        """Every class of each categorical knob of effect ``index`` of chain ``base``, then
+        Nelder-Mead over its continuous knobs from a first simplex of ``simplex_step``;
+        whether the best chain changed."""
         from scipy.optimize import minimize
 
-        best = self.best
-        name = best.chain[index][0]
+        name, started_at = base[index][0], self.best.score
         specs = self.rack.effect(name).sampled_params
-        started_at = best.score
         for spec in (spec for spec in specs if spec.kind == "categorical"):
             for value in (spec.class_knob(c) for c in range(spec.n_classes)):
-                knobs = best.chain[index][1]
+                knobs = base[index][1]
                 if not self._has_budget():
-                    return best.score != started_at
+                    return self.best.score != started_at
                 if spec.class_index(value) != spec.class_index(knobs[spec.name]):
-                    self._attempt(self._with_knobs(index, {**knobs, spec.name: value}), index, ("knobs", name))
+                    trial = self._with_knobs(base, index, {**knobs, spec.name: value})
+                    if self._improves(trial, index, ("knobs", name)):
+                        base = trial
         continuous = continuous_specs(specs)
         if not continuous or not self._has_budget():
-            return best.score != started_at
-        knobs = best.chain[index][1]
+            return self.best.score != started_at
+        knobs = base[index][1]
 
         def objective(unit: np.ndarray) -> float:
             moved = {spec.name: from_unit(spec, u) for spec, u in zip(continuous, unit)}
-            trial = self._with_knobs(index, {**knobs, **moved})
+            trial = self._with_knobs(base, index, {**knobs, **moved})
             if not (self._was_scored(trial) or self._has_budget()):
                 raise _Spent
             return closeness_key(self.metric, self._attempt(trial, index, ("knobs", name)))
@@ -654,4 +681,4 @@ class ChainReviser:
                               "maxfev": 4 * (len(continuous) + 1)})
         except _Spent:
             pass
-        return best.score != started_at
+        return self.best.score != started_at

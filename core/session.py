@@ -635,7 +635,8 @@ def revise_session(session: Session, kept: int, *, rack: Rack, renders: int, bud
     deadline = math.inf if budget_ms is None else started + budget_ms * len(steps) / 1000.0
     reviser = ChainReviser(rack=rack, entry=session.entry, loudness=session.loudness, reference=reference,
                            metric=session.metric, renders=renders, deadline=deadline)
-    revised = reviser.revise([(step.effect, step.knobs) for step in steps], steps[-1].metrics[session.metric])
+    chain = [(step.effect, step.knobs) for step in steps]
+    revised = reviser.revise(chain, steps[-1].metrics[session.metric], additions=revision_additions(chain, rack))
     if not kept and improvement(session.initial_metrics[session.metric], revised.score, session.metric) <= 0:
         return None  # the retuned first step still does not beat the input
     features = extractor.extract(revised.audio, rack.sample_rate)
@@ -647,14 +648,26 @@ def revise_session(session: Session, kept: int, *, rack: Rack, renders: int, bud
                     metrics=metrics, renders=revised.renders, seconds=time.perf_counter() - started)
 
 
+def revision_additions(chain: Sequence[tuple[str, Mapping[str, float]]], rack: Rack) -> list[tuple[str, dict]]:
+    """Effects the revision may add to ``chain``: the rack's others, at their knob defaults
+    (not the knobs of steps after the kept ones: evaluation runs sessions past the point
+    where suggest stops, so those would differ between the two)."""
+    used = {name for name, _ in chain}
+    return [(name, {spec.name: spec.default for spec in rack.effect(name).sampled_params})
+            for name in rack.effect_names if name not in used]
+
+
 def revision_changes(steps: Sequence[Step], revised: Sequence[Instruction]) -> list[str]:
     """What a revision changed, as a person reads it: effects left out, a new order, and
     each knob whose shown value changed (``Phaser, Feedback: 0.22 -> 0.10``)."""
     kept = {instruction.effect: instruction for instruction in revised}
     changes = [f"Leave out {step.label} (step {step.index})." for step in steps if step.effect not in kept]
     remaining = [step.effect for step in steps if step.effect in kept]
-    if remaining != [instruction.effect for instruction in revised]:
+    stepped = {step.effect for step in steps}
+    if remaining != [instruction.effect for instruction in revised if instruction.effect in stepped]:
         changes.append("New order: " + " -> ".join(instruction.label for instruction in revised) + ".")
+    changes += [f"Add {instruction.label} (step {instruction.step}). {instruction.settings_text}"
+                for instruction in revised if instruction.effect not in stepped]
     for step in steps:
         if step.effect not in kept:
             continue

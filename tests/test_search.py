@@ -509,6 +509,26 @@ def test_the_revision_never_renders_a_chain_twice():
     assert ("shape", "gain") == tuple(name for name, _ in revised.chain)
 
 
+@pytest.mark.parametrize("may_add", [True, False])
+def test_the_revision_adds_an_effect_the_steps_stopped_before(may_add):
+    """The steps stopped before the target's last effect (no single effect got closer at
+    its default knobs): with additions offered, the revision adds it at the end and tunes
+    its knobs; without, the chain keeps its one effect."""
+    rack = _RecordingRack()
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.6
+    shape = ("shape", {"mode": 0.5, "amount": 0.4})
+    reference = MetricReference(rack.process(source, [shape, ("gain", {"x": 0.85})]), None)
+    start = reference.score("mssmae", rack.process(source, [shape]))
+    additions = [("gain", {"x": 0.5})] if may_add else []  # x = 0.5 leaves the sound as it is
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=200).revise([shape], start, additions=additions)
+    if may_add:
+        assert [name for name, _ in revised.chain] == ["shape", "gain"]
+        assert abs(revised.chain[1][1]["x"] - 0.85) < 0.03 and revised.score < 0.1 * start
+    else:
+        assert [name for name, _ in revised.chain] == ["shape"] and revised.score > 0.5 * start
+
+
 def _step(rack, index, name, knobs, audio=np.zeros(1, np.float32), metrics=None):
     from serumrnn.core.session import Instruction, Step
 
@@ -555,3 +575,9 @@ def test_revision_changes_say_what_moved(rack):
     assert changes[1] == "New order: Hall Reverb -> Distortion."
     assert changes[2] == "Distortion, Drive: 0.50 -> 0.80."
     assert len(changes) == 3  # the reverb's knobs did not move
+    # an effect added at the end is no new order of the steps' effects
+    added = revised + [Instruction.of(3, rack.effect("phaser"), {"depth": 0.5, "rate": 0.5, "feedback": 0.5})]
+    assert revision_changes(steps[1:], added[1:]) == [  # reverb out, phaser in: still no new order
+        "Leave out Hall Reverb (step 3).",
+        "Add Phaser (step 3). LFO depth: 0.50. LFO rate: 0.50 (2.24 Hz). Feedback: 0.50 (45%).",
+        "Distortion, Drive: 0.50 -> 0.80."]
