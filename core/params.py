@@ -214,6 +214,11 @@ def resolve_knobs(
     }
 
 
+def default_knobs(specs: Sequence[ParamSpec]) -> dict[str, float]:
+    """Every knob of ``specs`` at its default."""
+    return {spec.name: spec.default for spec in specs}
+
+
 def sample_knobs(specs: Sequence[ParamSpec], rng: np.random.Generator) -> dict[str, float]:
     """Sample every ``sampled`` knob from its training ranges; others keep their default."""
     return {spec.name: spec.sample(rng) if spec.sampled else spec.default for spec in specs}

@@ -30,6 +30,7 @@ from serumrnn.core.features import Features, LibrosaFeatureExtractor
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, NONE as NO_LEVELLING, LoudnessConvention
 from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
 from serumrnn.core.model_kinds import most_probable_unused
+from serumrnn.core.params import default_knobs
 from serumrnn.core.rack import Rack
 from serumrnn.core.search import (
     DEFAULT_BUDGET_MS, SEARCH_ONLY, ChainReviser, Found, SearchOptions, StepSearch, search_options,
@@ -653,7 +654,7 @@ def revision_additions(chain: Sequence[tuple[str, Mapping[str, float]]], rack: R
     (not the knobs of steps after the kept ones: evaluation runs sessions past the point
     where suggest stops, so those would differ between the two)."""
     used = {name for name, _ in chain}
-    return [(name, {spec.name: spec.default for spec in rack.effect(name).sampled_params})
+    return [(name, default_knobs(rack.effect(name).sampled_params))
             for name in rack.effect_names if name not in used]
 
 

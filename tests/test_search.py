@@ -12,7 +12,7 @@ from serumrnn.core.audio import write_wav
 from serumrnn.core.errors import BundleError, ParameterError
 from serumrnn.core.loudness import LUFS_14, NONE
 from serumrnn.core.metrics import METRICS, MetricReference
-from serumrnn.core.params import ParamSpec, sample_knobs
+from serumrnn.core.params import ParamSpec, default_knobs, sample_knobs
 from serumrnn.core.rack import Rack
 from serumrnn.core.registry import get_plugin_manager
 from serumrnn.core.search import (
@@ -65,7 +65,7 @@ class DefaultKnobsBundle:
         self.rack, self.loudness = rack, loudness
 
     def predict_knobs(self, effect, current, target):
-        return {spec.name: spec.default for spec in self.rack.effect(effect).sampled_params}
+        return default_knobs(self.rack.effect(effect).sampled_params)
 
 
 class FixedOrder:
@@ -463,6 +463,39 @@ def test_the_wide_round_scans_past_a_local_optimum(monkeypatch, scan_points):
         assert abs(revised.chain[0][1]["x"] - 0.8) < 0.01 and revised.score < 0.05 * start
     else:  # without the scan the short and wide simplex both stay near 0.2
         assert abs(revised.chain[0][1]["x"] - 0.2) < 0.1
+
+
+class _SteepRack:
+    """A rack with one three-knob effect that scales the sound by 1 + 4 * (the knobs'
+    summed distance from ``TRUTH``): closest at ``TRUTH``, a steep V around it."""
+
+    pure_effects, sample_rate = True, 44100
+    TRUTH = {"a": 0.537, "b": 0.212, "c": 0.874}
+
+    class effect_type:
+        sampled_params = [ParamSpec(name, "continuous") for name in ("a", "b", "c")]
+
+    def effect(self, name):
+        return self.effect_type
+
+    def process(self, audio, chain):
+        for _, knobs in chain:
+            audio = audio * (1 + 4 * sum(abs(knobs[name] - value) for name, value in self.TRUTH.items()))
+        return audio
+
+
+def test_renders_left_polish_the_knobs_near_a_steep_optimum():
+    """The rounds stop near a steep optimum with renders left (their short Nelder-Mead
+    ends a few hundredths off); the polish spends those renders and lands on it."""
+    rack = _SteepRack()
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.3
+    reference = MetricReference(source, None)
+    offered = [("scale", {"a": 0.58, "b": 0.18, "c": 0.82})]
+    start = reference.score("mssmae", rack.process(source, offered))
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=300).revise(offered, start)
+    assert max(abs(revised.chain[0][1][name] - value) for name, value in rack.TRUTH.items()) < 0.002
+    assert revised.score < 0.1 * start and revised.renders <= 300
 
 
 class _RecordingRack:

@@ -9,6 +9,7 @@ from serumrnn.core import hookimpl
 from serumrnn.core import session as session_module
 from serumrnn.core.audio import write_wav
 from serumrnn.core.errors import BundleError, OutputError, ParameterError, SerumRNNError
+from serumrnn.core.params import default_knobs
 from serumrnn.core.registry import PluginManager
 from serumrnn.core.selectors import BUILTIN_SELECTORS, OracleSelector, RandomSelector
 from serumrnn.core.session import Instruction, run_session, suggest, write_session
@@ -23,7 +24,7 @@ class DefaultKnobsBundle:
         self.rack = rack
 
     def predict_knobs(self, effect, current, target):
-        return {spec.name: spec.default for spec in self.rack.effect(effect).sampled_params}
+        return default_knobs(self.rack.effect(effect).sampled_params)
 
 
 class FixedOrderSelector:
@@ -132,7 +133,7 @@ def test_identical_input_and_target_needs_no_steps(rack):
 @pytest.mark.parametrize("effect", EFFECTS)
 def test_instruction_text_for_every_effect(rack, effect):
     fx = rack.effect(effect)
-    knobs = {spec.name: spec.default for spec in fx.sampled_params}
+    knobs = default_knobs(fx.sampled_params)
     instruction = Instruction.of(2, fx, knobs)
     text = instruction.text
     assert text.startswith(f"Step 2: add {fx.label}. ") and text == f"Step 2: {instruction.action}"
