@@ -79,8 +79,8 @@ REVISE_WIDE_STEP = 0.3
 REVISE_WIDE_BELOW_PCT = 3.0
 # Renders left once the rounds end (a short chain converges early) polish each effect's
 # continuous knobs by Nelder-Mead from a small simplex, until a pass changes nothing: the
-# metric is steep near the target (a phaser's depth off by 0.02 leaves a fifth of the
-# distance). Development cases: 83.9% / 79.9% -> 85.4% / 81.9%.
+# metric is steep near the target (a phaser with its knobs within 0.02 of the target's
+# left a fifth of the distance). Development cases: 83.9% / 79.9% -> 85.4% / 81.9%.
 REVISE_POLISH_STEP = 0.03
 REVISE_POLISH_EVALUATIONS = 40
 
