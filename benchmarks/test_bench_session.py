@@ -110,7 +110,7 @@ def test_hybrid_step(benchmark, rack, sized_bundle, target, budget):
 
 def test_revision(benchmark, rack, target):
     """The revision of a session's kept steps (``search.ChainReviser``) at the default
-    150 renders, on a three-effect chain offered with off knobs and in a wrong order:
+    ``DEFAULT_REVISE_RENDERS``, on a three-effect chain offered with off knobs and in a wrong order:
     the cost a searched session adds once, after its steps. It spends every render here
     (the chain keeps improving), so this is the revision's worst case."""
     from serumrnn.core.features import LibrosaFeatureExtractor

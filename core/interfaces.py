@@ -68,6 +68,12 @@ class Effect(abc.ABC):
     def sampled_params(self) -> tuple[ParamSpec, ...]:
         return tuple(spec for spec in self.params if spec.sampled)
 
+    def knob_hints(self, before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
+        """Knob values worth trying if this effect is part of what turned ``before`` into
+        ``after``, by knob name (a phaser's rate, read from how often the change repeats):
+        a search tries them beside its own scans. None by default."""
+        return {}
+
     def process(
         self, audio: np.ndarray, sample_rate: int, knobs: Mapping[str, float] | None = None
     ) -> np.ndarray:

@@ -161,3 +161,9 @@ def all_metrics(
 def improvement(before: float, after: float, metric: str) -> float:
     """Positive when ``after`` is closer to the target than ``before``."""
     return (before - after) if LOWER_IS_BETTER[metric] else (after - before)
+
+
+def closer_pct(before: float, after: float, metric: str) -> float:
+    """How much closer ``after`` is than ``before``, in percent of ``before``'s distance
+    (0 when ``before`` is 0: nothing is left to close)."""
+    return 100.0 * improvement(before, after, metric) / abs(before) if before else 0.0

@@ -54,6 +54,9 @@ class ParamSpec:
         How the knob maps to physical units for display: ``linear`` or ``log``
         interpolation between ``physical_min`` and ``physical_max`` in ``unit``.
         An empty ``unit`` shows the knob as a percentage.
+    scan_points:
+        Values a search scans the knob at, evenly over its range, when coarser moves are
+        stuck: for a knob whose match is a narrow basin (an LFO rate); 0 for none.
     """
 
     name: str
@@ -71,6 +74,7 @@ class ParamSpec:
     physical_max: float = 1.0
     scale: Literal["linear", "log"] = "linear"
     sampled: bool = True
+    scan_points: int = 0
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "categorical" and len(self.classes) < 2:

@@ -39,7 +39,7 @@ import attrs
 import numpy as np
 
 from serumrnn.core.errors import ParameterError
-from serumrnn.core.metrics import LOWER_IS_BETTER, improvement
+from serumrnn.core.metrics import LOWER_IS_BETTER, closer_pct, improvement
 from serumrnn.core.params import ParamSpec, default_knobs, sample_knobs
 
 # Whether sessions search when the caller does not say: the one switch to flip.
@@ -83,6 +83,13 @@ REVISE_WIDE_BELOW_PCT = 3.0
 # left a fifth of the distance). Development cases: 83.9% / 79.9% -> 85.4% / 81.9%.
 REVISE_POLISH_STEP = 0.03
 REVISE_POLISH_EVALUATIONS = 40
+# A wide round that brings the chain less than REVISE_WIDE_BELOW_PCT closer means the rounds
+# are stuck (they crept by fractions of a percent and never reached the additions): then
+# knobs with a narrow basin are scanned finely (their ``ParamSpec.scan_points``, plus the
+# values their effect reads from the sounds, ``Effect.knob_hints``), and, when that changes
+# nothing, the additions are tried; again only once the chain is that much closer since.
+# Development cases (patches / presets), seed 7: 86.1% / 83.4% -> 86.3% / 83.1%; seed 8:
+# 70.3% / 76.0% -> 75.1% / 76.0% (a lone phaser 6% -> 76% closer: its rate found by the hint).
 
 
 @attrs.frozen
@@ -518,9 +525,10 @@ class ChainReviser:
     better: leaving each effect out, swapping each adjacent pair, every class of each
     categorical knob, and a short Nelder-Mead over each effect's continuous knobs. After a
     round that changes little or nothing comes a wide one, which also scans each continuous
-    knob over its range and starts Nelder-Mead from a wider simplex; after a wide round that
-    changes nothing, effects offered as additions are tried at the chain's end. When those
-    change nothing too, the renders left polish each effect's knobs from a small simplex.
+    knob over its range and starts Nelder-Mead from a wider simplex; when a wide round too
+    changes little or nothing, knobs with a narrow basin are scanned finely, then effects
+    offered as additions are tried at the chain's end. When those change nothing too, the
+    renders left polish each effect's knobs from a small simplex.
     It stops when the renders run out (a fixed count: deterministic) or a polish pass
     changes nothing; no chain is rendered twice. One reviser revises one chain."""
 
@@ -532,9 +540,11 @@ class ChainReviser:
         self.best = Revised(chain=[], score=math.nan, audio=np.zeros(0, np.float32))
         self._prefixes: list[np.ndarray] = []  # raw output after each effect of the best chain
         self._scored: dict[tuple, float] = {}  # every chain scored so far: none is rendered twice
+        self._knob_hints: dict[str, dict[str, list[float]]] = {}
+        self._reserved = 0  # renders the current move may not spend
 
     def _has_budget(self) -> bool:
-        return self.left >= 1 and time.perf_counter() < self.deadline
+        return self.left >= 1 + self._reserved and time.perf_counter() < self.deadline
 
     def _keep_prefixes(self, chain, start: int) -> None:
         """The raw outputs after each effect of ``chain``, which equals the previous best
@@ -593,13 +603,12 @@ class ChainReviser:
             return best
         self._scored[_chain_key(best.chain)] = score
         self._keep_prefixes(best.chain, 0)
-        changed, wide, rounds = True, False, 0
-        round_started_at = score
+        changed, wide = True, False
+        round_started_at, unstuck_at = math.nan, math.nan
         while (changed or not wide) and self._has_budget():
             # the round after one that changed nothing, or too little, is a wide one
-            gain_pct = 100 * improvement(round_started_at, best.score, self.metric) / max(abs(round_started_at), 1e-12)
-            wide = not changed or (rounds > 0 and gain_pct < REVISE_WIDE_BELOW_PCT)
-            round_started_at, changed, rounds = best.score, False, rounds + 1
+            wide = not changed or self._gained_pct(round_started_at) < REVISE_WIDE_BELOW_PCT
+            round_started_at, changed = best.score, False
             for index in range(len(best.chain) - 1, -1, -1):  # leave an effect out (last first)
                 if len(best.chain) > 1 and index < len(best.chain) and self._has_budget():
                     now = best.chain
@@ -614,8 +623,10 @@ class ChainReviser:
                 if wide:
                     changed |= self._scan_knobs(best.chain, index)
                 changed |= self._revise_knobs(best.chain, index, REVISE_WIDE_STEP if wide else REVISE_SIMPLEX_STEP)
-            if wide and not changed:
-                changed = self._add_one(additions)
+            stuck = not changed or self._gained_pct(round_started_at) < REVISE_WIDE_BELOW_PCT
+            if wide and stuck and not self._gained_pct(unstuck_at) < REVISE_WIDE_BELOW_PCT:
+                unstuck_at = best.score
+                changed = self._scan_knobs_finely() or self._add_one(additions) or changed
         polished = True
         while polished and self._has_budget():
             polished = False
@@ -626,11 +637,44 @@ class ChainReviser:
             best.audio = self.loudness.apply(self.rack.process(self.entry, best.chain), self.rack.sample_rate)
         return best
 
+    def _gained_pct(self, since: float) -> float:
+        """How much closer the best chain is than a score of ``since`` (percent of its
+        distance; NaN before a first score, which compares as neither more nor less)."""
+        return closer_pct(since, self.best.score, self.metric)
+
+    def _hints(self, name: str) -> dict[str, list[float]]:
+        """Knob values effect ``name`` reads from the source and the target (once per effect)."""
+        if name not in self._knob_hints:
+            effect = self.rack.effect(name)
+            read = getattr(effect, "knob_hints", None)  # racks may hand out bare effect types
+            self._knob_hints[name] = read(self.entry, self.reference.audio, self.rack.sample_rate) if read else {}
+        return self._knob_hints[name]
+
+    def _fine_points(self, name: str, spec: ParamSpec) -> list[float]:
+        """Knob values of a fine scan: the effect's hints, then ``spec.scan_points`` evenly."""
+        grid = np.linspace(0.05, 0.95, spec.scan_points) if spec.scan_points else ()
+        return [*self._hints(name).get(spec.name, ()), *grid]
+
+    def _scan_knobs_finely(self) -> bool:
+        """A fine scan of each effect's knobs with a narrow basin; whether the chain changed."""
+        started_at = self.best.score
+        for index in range(len(self.best.chain)):
+            self._scan_knobs(self.best.chain, index, finely=True)
+        return self.best.score != started_at
+
     def _add_one(self, additions: Sequence[tuple[str, Mapping[str, float]]]) -> bool:
         """Try each effect of ``additions`` not in the best chain at its end, its knobs
         scanned and refined there (the steps may have stopped before the target's last
         effects, when no single effect got closer on its own); True at the first that gets
-        the chain closer."""
+        the chain closer. They spend half the renders left at most: the rest stays for the
+        chain as it is, which may be converging slowly on its own."""
+        self._reserved = self.left // 2
+        try:
+            return self._add_first_closer(additions)
+        finally:
+            self._reserved = 0
+
+    def _add_first_closer(self, additions: Sequence[tuple[str, Mapping[str, float]]]) -> bool:
         for name, knobs in additions:
             if any(name == used for used, _ in self.best.chain):
                 continue
@@ -641,25 +685,31 @@ class ChainReviser:
             started_at = self.best.score
             self._attempt(extended, index, ("added", name))
             if self.best.score == started_at:
-                self._scan_knobs(extended, index)
+                self._scan_knobs(extended, index, finely=None)
             if self.best.score == started_at:
                 self._revise_knobs(extended, index, REVISE_WIDE_STEP)
             if self.best.score != started_at:
                 return True
         return False
 
-    def _scan_knobs(self, base, index: int) -> bool:
+    def _scan_knobs(self, base, index: int, finely: bool | None = False) -> bool:
         """Each continuous knob of effect ``index`` of chain ``base`` at
         ``REVISE_SCAN_POINTS`` evenly spaced points of its sampled range, the other knobs as
-        they are (skipping a point next to the knob's value); whether the best chain changed."""
+        they are (skipping a grid point next to the knob's value); ``finely``: only knobs
+        with fine points (``_fine_points``), at those; None: every knob, at its fine points
+        where it has some (an added effect). Whether the best chain changed."""
         name, started_at = base[index][0], self.best.score
-        points = np.linspace(0.05, 0.95, REVISE_SCAN_POINTS)
         for spec in continuous_specs(self.rack.effect(name).sampled_params):
+            fine = self._fine_points(name, spec) if finely is not False else []
+            if finely and not fine:
+                continue
+            points = fine or np.linspace(0.05, 0.95, REVISE_SCAN_POINTS)
+            spacing = 0.9 / max(len(points) - 1, 1)
             for unit in points:
                 if not self._has_budget():
                     return self.best.score != started_at
                 knobs = base[index][1]
-                if abs(to_unit(spec, knobs[spec.name]) - unit) < 0.5 / REVISE_SCAN_POINTS:
+                if abs(to_unit(spec, knobs[spec.name]) - unit) < spacing / 2 and not fine:
                     continue
                 trial = self._with_knobs(base, index, {**knobs, spec.name: from_unit(spec, float(unit))})
                 if self._improves(trial, index, ("knobs", name)):

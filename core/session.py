@@ -28,7 +28,7 @@ from serumrnn.core.audio import (
 from serumrnn.core.errors import AudioError, BundleError, ParameterError
 from serumrnn.core.features import Features, LibrosaFeatureExtractor
 from serumrnn.core.loudness import DEFAULT as DEFAULT_LOUDNESS, NONE as NO_LEVELLING, LoudnessConvention
-from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, improvement
+from serumrnn.core.metrics import LOWER_IS_BETTER, METRICS, MetricReference, closer_pct, improvement
 from serumrnn.core.model_kinds import most_probable_unused
 from serumrnn.core.params import default_knobs
 from serumrnn.core.rack import Rack
@@ -235,10 +235,7 @@ class Session:
     def closer_pct(self, metrics: Mapping[str, float], metric: str | None = None) -> float:
         """How much closer than the input, in percent of the input's distance."""
         metric = metric or self.metric
-        before = self.initial_metrics[metric]
-        if before == 0:
-            return 0.0
-        return 100.0 * improvement(before, metrics[metric], metric) / abs(before)
+        return closer_pct(self.initial_metrics[metric], metrics[metric], metric)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,47 @@ MIX = 0.5
 # The all-pass phase shifts make a saw's peaks up to about 1.5x higher, and feedback
 # resonance adds more; scale down so the output stays mostly below full scale.
 OUTPUT_TRIM = 0.8
+# The rate hint: spectra of 1024 samples every 256 between 200 Hz and 8 kHz (the notches'
+# range around the centre), the three strongest repeat periods, each also 1.5% either side
+# (an estimate from about a hundred frames is that close, not closer).
+HINT_FFT, HINT_HOP, HINT_BAND_HZ = 1024, 256, (200.0, 8000.0)
+HINT_RATES, HINT_SPREAD = 3, 0.015
+
+
+def lfo_rate_estimates(before: np.ndarray, after: np.ndarray, sample_rate: int,
+                       count: int = HINT_RATES) -> list[float]:
+    """LFO rates in Hz, most likely first, at which the change from ``before`` to ``after``
+    repeats: the peaks of the autocorrelation over time of their log-spectral ratio,
+    summed over bins. A phaser's notches sweep at its LFO rate, and static effects on
+    either side (filters, shapers) change the ratio the same way in every frame."""
+    from serumrnn.core.features import framed_rfft
+
+    spectra = [np.abs(framed_rfft(np.asarray(audio, np.float32), HINT_FFT, HINT_HOP)) for audio in (before, after)]
+    frames = min(len(spectra[0]), len(spectra[1]))
+    if frames < 8:
+        return []
+    bins = np.fft.rfftfreq(HINT_FFT, 1.0 / sample_rate)
+    band = (bins > HINT_BAND_HZ[0]) & (bins < HINT_BAND_HZ[1])
+    ratio = np.log(spectra[1][:frames, band] + 1e-6) - np.log(spectra[0][:frames, band] + 1e-6)
+    ratio -= ratio.mean(axis=0)
+    power = np.abs(np.fft.rfft(ratio, n=2 * frames, axis=0)) ** 2
+    correlation = np.fft.irfft(power, axis=0)[:frames].sum(axis=1)
+    if correlation[0] <= 0:  # the change is the same in every frame: nothing repeats
+        return []
+    correlation = correlation / correlation[0] / (1.0 - np.arange(frames) / frames)  # unbiased
+    frame_rate = sample_rate / HINT_HOP
+    shortest = max(int(frame_rate / (MAX_RATE_HZ * 1.05)), 1)
+    # a period is trusted over two thirds of the sound at most (fewer frames overlap beyond)
+    window = correlation[shortest: min(int(frame_rate / (MIN_RATE_HZ * 0.9)), frames * 2 // 3)]
+    peaks = []
+    for i in range(1, len(window) - 1):
+        left, middle, right = window[i - 1: i + 2]
+        if middle > left and middle >= right:
+            curvature = left - 2 * middle + right
+            offset = 0.5 * (left - right) / curvature if curvature else 0.0  # parabolic peak
+            peaks.append((middle, frame_rate / (shortest + i + offset)))
+    peaks.sort(reverse=True)
+    return [rate for _, rate in peaks[:count]]
 
 
 class Phaser(Effect):
@@ -42,6 +83,8 @@ class Phaser(Effect):
             physical_min=MIN_RATE_HZ,
             physical_max=MAX_RATE_HZ,
             scale="log",
+            # the sweep lines up with the target's only near the true rate (a narrow basin)
+            scan_points=41,
         ),
         ParamSpec(
             "feedback",
@@ -54,6 +97,15 @@ class Phaser(Effect):
             physical_max=100.0 * MAX_FEEDBACK,
         ),
     )
+
+    def knob_hints(self, before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
+        """Rate knob values at the LFO rates estimated from the change (and 1.5% either side)."""
+        spec = self.param("rate")
+        span = np.log(spec.physical_max / spec.physical_min)
+        knobs = [float(np.log(rate * factor / spec.physical_min) / span)
+                 for rate in lfo_rate_estimates(before, after, sample_rate)
+                 for factor in (1.0, 1.0 - HINT_SPREAD, 1.0 + HINT_SPREAD)]
+        return {"rate": [knob for knob in knobs if 0.0 <= knob <= 1.0]}
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         feedback = MAX_FEEDBACK * knobs["feedback"]

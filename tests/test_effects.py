@@ -296,3 +296,26 @@ def test_knob_outside_unit_interval_is_refused(note, effect: Effect, value: floa
 def test_unknown_knob_is_refused(note, effect: Effect):
     with pytest.raises(ParameterError, match="no knob"):
         effect.process(note, SAMPLE_RATE, {"wobble": 0.5})
+
+
+# -- the phaser's rate hint -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate_knob", [0.5, 0.62, 0.83])  # 2.2, 3.2 and 6.0 Hz
+def test_the_phaser_reads_its_rate_from_the_change_it_made(note, rate_knob):
+    """A search tries the phaser's rate at the LFO rates read from a source and its
+    phased sound (the match is a narrow basin a scan can miss): the true rate is among
+    the hinted values, within 1.5%, also with an EQ after the phaser. (A rate slower than
+    one and a half cycles a second repeats too few times in this one-second note; its
+    basin is wide enough for the scan.)"""
+    from serumrnn.effects.phaser import lfo_rate_estimates
+
+    phaser, eq = effect_named("phaser"), effect_named("eq")
+    knobs = {"depth": 0.7, "rate": rate_knob, "feedback": 0.4}
+    phased = phaser.process(note, SAMPLE_RATE, knobs)
+    for after in (phased, eq.process(phased, SAMPLE_RATE, {"frequency": 0.7, "resonance": 0.4, "gain": 0.8})):
+        true_hz = phaser.param("rate").physical(rate_knob)
+        assert min(abs(rate / true_hz - 1) for rate in lfo_rate_estimates(note, after, SAMPLE_RATE)) < 0.015
+        hinted = phaser.knob_hints(note, after, SAMPLE_RATE)["rate"]
+        assert min(abs(knob - rate_knob) for knob in hinted) < 0.005
+    assert lfo_rate_estimates(note, note, SAMPLE_RATE) == []  # nothing changed: nothing repeats

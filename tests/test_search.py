@@ -446,18 +446,25 @@ class _OneKnobRack:
         return audio
 
 
+def _revise_one_knob(rack, renders: int):
+    """Revise a one-effect chain of ``rack`` offered at x = 0.2 against a plain sine (the
+    rack scales it: scale 1 matches); the revision and the starting score."""
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.3
+    reference = MetricReference(source, None)
+    offered = [("knob", {"x": 0.2})]
+    start = reference.score("mssmae", rack.process(source, offered))
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=renders).revise(offered, start)
+    return revised, start
+
+
 @pytest.mark.parametrize("scan_points", [search.REVISE_SCAN_POINTS, 0])
 def test_the_wide_round_scans_past_a_local_optimum(monkeypatch, scan_points):
     """Nelder-Mead from x = 0.2 stays in its local optimum, from the short or the wide
     simplex; the wide round's scan of the knob's range finds the better basin at 0.8."""
     monkeypatch.setattr(search, "REVISE_SCAN_POINTS", scan_points)
     rack = _OneKnobRack()
-    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.3
-    reference = MetricReference(source, None)
-    offered = [("scale", {"x": 0.2})]
-    start = reference.score("mssmae", rack.process(source, offered))
-    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
-                           renders=80).revise(offered, start)
+    revised, start = _revise_one_knob(rack, renders=80)
     assert revised.renders < 80  # it stopped after a wide round that changed nothing
     if scan_points:
         assert abs(revised.chain[0][1]["x"] - 0.8) < 0.01 and revised.score < 0.05 * start
@@ -496,6 +503,40 @@ def test_renders_left_polish_the_knobs_near_a_steep_optimum():
                            renders=300).revise(offered, start)
     assert max(abs(revised.chain[0][1][name] - value) for name, value in rack.TRUTH.items()) < 0.002
     assert revised.score < 0.1 * start and revised.renders <= 300
+
+
+class _NeedleRack:
+    """A rack with one effect whose knob x matches the target only in a narrow basin at
+    ``NEEDLE`` (scale 1 there, 1.3 or more elsewhere, a shallow local optimum at 0.2), as a
+    phaser's rate does: ``scan_points`` and ``hints`` as its knob and effect declare them."""
+
+    pure_effects, sample_rate = True, 44100
+    NEEDLE = 0.613
+
+    def __init__(self, scan_points: int, hints: list[float]):
+        spec = ParamSpec("x", "continuous", scan_points=scan_points)
+        self.effect_type = type("Effect", (), {"sampled_params": [spec],
+                                               "knob_hints": lambda self, before, after, rate: {"x": hints}})()
+
+    def effect(self, name):
+        return self.effect_type
+
+    def process(self, audio, chain):
+        for _, knobs in chain:
+            audio = audio * (1 + min(0.3 + 0.3 * abs(knobs["x"] - 0.2), 25 * abs(knobs["x"] - self.NEEDLE)))
+        return audio
+
+
+@pytest.mark.parametrize("scan_points, hints, found", [(41, [], True), (0, [0.6131], True), (0, [], False)])
+def test_a_stuck_revision_scans_a_narrow_basin_finely(scan_points, hints, found):
+    """Neither the wide round's seven-point scan nor Nelder-Mead reaches a basin 0.03 wide;
+    once the rounds are stuck, the knob's fine scan (41 points) or its effect's hint does."""
+    rack = _NeedleRack(scan_points, hints)
+    revised, start = _revise_one_knob(rack, renders=150)
+    if found:
+        assert abs(revised.chain[0][1]["x"] - rack.NEEDLE) < 0.005 and revised.score < 0.2 * start
+    else:
+        assert abs(revised.chain[0][1]["x"] - 0.2) < 0.1 and revised.renders < 150
 
 
 class _RecordingRack:
