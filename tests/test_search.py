@@ -603,6 +603,31 @@ def test_the_revision_adds_an_effect_the_steps_stopped_before(may_add):
         assert [name for name, _ in revised.chain] == ["shape"] and revised.score > 0.5 * start
 
 
+def test_additions_leave_half_the_renders_to_the_chain(monkeypatch):
+    """Additions that never help (the chain already matches its target) spend at most half
+    the renders left when they are tried; the rest stays for the chain as it is."""
+    rack = _RecordingRack()
+    source = np.sin(np.linspace(0, 440 * 2 * np.pi, 44100)).astype(np.float32) * 0.6
+    shape = ("shape", {"mode": 0.5, "amount": 0.4})
+    reference = MetricReference(rack.process(source, [shape]), None)
+    offered = [("shape", {"mode": 0.5, "amount": 0.45})]
+    start = reference.score("mssmae", rack.process(source, offered))
+    spent = []
+    add_first_closer = ChainReviser._add_first_closer
+
+    def counted(self, additions):
+        left = self.left
+        added = add_first_closer(self, additions)
+        spent.append((left, left - self.left))
+        return added
+
+    monkeypatch.setattr(ChainReviser, "_add_first_closer", counted)
+    revised = ChainReviser(rack=rack, entry=source, loudness=NONE, reference=reference, metric="mssmae",
+                           renders=30).revise(offered, start, additions=[("gain", {"x": 0.5})])
+    assert [name for name, _ in revised.chain] == ["shape"] and spent
+    assert all(0 < used <= left - left // 2 for left, used in spent)
+
+
 def _step(rack, index, name, knobs, audio=np.zeros(1, np.float32), metrics=None):
     from serumrnn.core.session import Instruction, Step
 
