@@ -56,7 +56,8 @@ class ParamSpec:
         An empty ``unit`` shows the knob as a percentage.
     scan_points:
         Values a search scans the knob at, evenly over its range, when coarser moves are
-        stuck: for a knob whose match is a narrow basin (an LFO rate); 0 for none.
+        stuck: for a knob whose match is a narrow basin (an LFO rate); 0 for none. A hint to
+        the search only: not compared and not saved with a bundle.
     """
 
     name: str
@@ -74,7 +75,8 @@ class ParamSpec:
     physical_max: float = 1.0
     scale: Literal["linear", "log"] = "linear"
     sampled: bool = True
-    scan_points: int = 0
+    # a hint to the search, not part of what a bundle was trained on: not compared, not saved
+    scan_points: int = attrs.field(default=0, eq=False)
 
     def __attrs_post_init__(self) -> None:
         if self.kind == "categorical" and len(self.classes) < 2:
