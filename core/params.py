@@ -134,6 +134,13 @@ class ParamSpec:
             return self.physical_min * (self.physical_max / self.physical_min) ** knob
         return self.physical_min + (self.physical_max - self.physical_min) * knob
 
+    def knob_at(self, value: float) -> float:
+        """The knob value whose ``physical`` value is ``value`` (outside [0, 1] when the
+        value is outside the knob's physical range)."""
+        if self.scale == "log":
+            return float(math.log(value / self.physical_min) / math.log(self.physical_max / self.physical_min))
+        return (float(value) - self.physical_min) / (self.physical_max - self.physical_min)
+
     def describe(self, knob: float) -> str:
         """Knob value for a person: a class label, or the value in physical units."""
         if self.kind == "categorical":

@@ -101,8 +101,7 @@ class Phaser(Effect):
     def knob_hints(self, before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
         """Rate knob values at the LFO rates estimated from the change (and 1.5% either side)."""
         spec = self.param("rate")
-        span = np.log(spec.physical_max / spec.physical_min)
-        knobs = [float(np.log(rate * factor / spec.physical_min) / span)
+        knobs = [spec.knob_at(rate * factor)
                  for rate in lfo_rate_estimates(before, after, sample_rate)
                  for factor in (1.0, 1.0 - HINT_SPREAD, 1.0 + HINT_SPREAD)]
         return {"rate": [knob for knob in knobs if 0.0 <= knob <= 1.0]}

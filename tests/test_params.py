@@ -57,6 +57,10 @@ def test_display_in_physical_units():
     assert freq.describe(0.0) == "20 Hz" and freq.describe(1.0) == "20.00 kHz"
     np.testing.assert_allclose(freq.physical(0.5), np.sqrt(20 * 20000))
     assert MODE.describe(0.99) == "hard clip"
+    for spec in (freq, GAIN):  # knob_at inverts physical, log and linear
+        for knob in (0.0, 0.3, 0.77, 1.0):
+            assert spec.knob_at(spec.physical(knob)) == pytest.approx(knob)
+    assert freq.knob_at(40000) > 1.0
 
 
 def test_resolve_fills_defaults_and_refuses_unknown_and_out_of_range():
