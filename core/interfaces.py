@@ -70,8 +70,9 @@ class Effect(abc.ABC):
 
     def knob_hints(self, before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
         """Knob values worth trying if this effect is part of what turned ``before`` into
-        ``after``, by knob name (a phaser's rate, read from how often the change repeats):
-        a search tries them beside its own scans. None by default."""
+        ``after``, by knob name, most likely first (a phaser's rate, read from how often
+        the change repeats): a searched step starts from the first few, the revision tries
+        them all beside its own scans. None by default."""
         return {}
 
     def process(

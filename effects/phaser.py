@@ -99,11 +99,12 @@ class Phaser(Effect):
     )
 
     def knob_hints(self, before: np.ndarray, after: np.ndarray, sample_rate: int) -> dict[str, list[float]]:
-        """Rate knob values at the LFO rates estimated from the change (and 1.5% either side)."""
+        """Rate knob values at the LFO rates estimated from the change, most likely first,
+        then each 1.5% either side."""
         spec = self.param("rate")
+        rates = lfo_rate_estimates(before, after, sample_rate)
         knobs = [spec.knob_at(rate * factor)
-                 for rate in lfo_rate_estimates(before, after, sample_rate)
-                 for factor in (1.0, 1.0 - HINT_SPREAD, 1.0 + HINT_SPREAD)]
+                 for factor in (1.0, 1.0 - HINT_SPREAD, 1.0 + HINT_SPREAD) for rate in rates]
         return {"rate": [knob for knob in knobs if 0.0 <= knob <= 1.0]}
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:

@@ -680,3 +680,21 @@ def test_revision_changes_say_what_moved(rack):
         "Leave out Hall Reverb (step 3).",
         "Add Phaser (step 3). LFO depth: 0.50. LFO rate: 0.50 (2.24 Hz). Feedback: 0.50 (45%).",
         "Distortion, Drive: 0.50 -> 0.80."]
+
+
+@pytest.mark.parametrize("hinted_starts", [search.HINTED_STARTS, 0])
+def test_a_searched_step_starts_from_the_rate_the_phaser_reads(monkeypatch, hinted_starts):
+    """Without a model, a phaser's rate starts at its default and Nelder-Mead does not
+    leave that basin for the target's (0.02-0.05 of the knob wide); the rate read from the
+    sounds (``Effect.knob_hints``) starts the step in it."""
+    monkeypatch.setattr(search, "HINTED_STARTS", hinted_starts)
+    builtin = get_plugin_manager().rack("builtin")
+    rack = Rack("bundleless", builtin.synth, list(builtin.effects.values()))
+    truth = {"depth": 0.7, "rate": 0.62, "feedback": 0.4}
+    target = rack.render("saw", [("phaser", truth)])
+    session = suggest("saw", target, rack=rack, tolerance=1, budget_ms=None, max_renders=20, revise_renders=0)
+    step = session.steps[0]
+    found = step.effect == "phaser" and abs(step.knobs["rate"] - truth["rate"]) < 0.01
+    assert found == bool(hinted_starts)
+    if hinted_starts:
+        assert session.closer_pct(step.metrics) > 50
