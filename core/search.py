@@ -266,6 +266,13 @@ class Found:
     renders: int
 
 
+def read_knob_hints(rack, effect: str, before: np.ndarray, after: np.ndarray) -> dict[str, list[float]]:
+    """``Effect.knob_hints`` of ``effect`` on ``rack`` for the change from ``before`` to
+    ``after`` (none for an effect type without the method: racks may hand out bare types)."""
+    read = getattr(rack.effect(effect), "knob_hints", None)
+    return read(before, after, rack.sample_rate) if read else {}
+
+
 def _chain_key(chain: Sequence[tuple[str, Mapping[str, float]]]) -> tuple:
     """A chain as a hashable value (knobs rounded to 9 places, the search's resolution)."""
     return tuple((name, tuple(sorted((key, round(float(value), 9)) for key, value in knobs.items())))
@@ -379,8 +386,7 @@ class StepSearch:
         then the best guess with each knob at the first values its effect reads from the
         chain's sound and the target."""
         starts, model_knobs = self._first_starts(effect, current, step)
-        read = getattr(self.rack.effect(effect), "knob_hints", None)  # racks may hand out bare effect types
-        hints = read(self.raw, self.reference.audio, self.rack.sample_rate) if read else {}
+        hints = read_knob_hints(self.rack, effect, self.raw, self.reference.audio)
         guess = starts[0].knobs
         for name, values in hints.items():
             starts += [Trial(effect, {**guess, name: value}, "hint") for value in values[:HINTED_STARTS]]
@@ -663,9 +669,7 @@ class ChainReviser:
     def _hints(self, name: str) -> dict[str, list[float]]:
         """Knob values effect ``name`` reads from the source and the target (once per effect)."""
         if name not in self._knob_hints:
-            effect = self.rack.effect(name)
-            read = getattr(effect, "knob_hints", None)  # racks may hand out bare effect types
-            self._knob_hints[name] = read(self.entry, self.reference.audio, self.rack.sample_rate) if read else {}
+            self._knob_hints[name] = read_knob_hints(self.rack, name, self.entry, self.reference.audio)
         return self._knob_hints[name]
 
     def _fine_points(self, name: str, spec: ParamSpec) -> list[float]:
