@@ -10,11 +10,13 @@ PIP := $(PY) -m pip --disable-pip-version-check -q
 install: $(STAMP)
 
 # torch==2.13.0 first: it takes the local CPU build; anything unpinned would pull CUDA wheels.
-$(STAMP): pyproject.toml Makefile
+# constraints.txt pins every other release: a new numpy or onnxruntime moves float results,
+# and a searched session follows them (the golden sessions would differ).
+$(STAMP): pyproject.toml Makefile constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	$(PIP) install torch==2.13.0
-	$(PIP) install -e ".[test,distributed,vst]"
+	$(PIP) install -c constraints.txt -e ".[test,distributed,vst]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -75,6 +75,13 @@ class Effect(abc.ABC):
         them all beside its own scans. None by default."""
         return {}
 
+    def knob_steps(self, knobs: Mapping[str, float]) -> dict[str, list[float]]:
+        """Continuous knobs whose sound, with the other knobs at ``knobs``, changes in steps
+        rather than smoothly, by name: a value inside each step, in knob order (a
+        downsampler's hold length). A search tries each value instead of refining such a
+        knob, which would stall on its flat stretches. None by default."""
+        return {}
+
     def process(
         self, audio: np.ndarray, sample_rate: int, knobs: Mapping[str, float] | None = None
     ) -> np.ndarray:

@@ -646,7 +646,8 @@ class ChainReviser:
             for index in range(len(best.chain)):
                 if wide:
                     changed |= self._scan_knobs(best.chain, index)
-                changed |= self._revise_knobs(best.chain, index, REVISE_WIDE_STEP if wide else REVISE_SIMPLEX_STEP)
+                changed |= self._revise_knobs(best.chain, index, REVISE_WIDE_STEP if wide else REVISE_SIMPLEX_STEP,
+                                              stepped_classes=wide)
             stuck = not changed or self._gained_pct(round_started_at) < REVISE_WIDE_BELOW_PCT
             if wide and stuck and not self._gained_pct(unstuck_at) < REVISE_WIDE_BELOW_PCT:
                 unstuck_at = best.score
@@ -709,7 +710,7 @@ class ChainReviser:
             if self.best.score == started_at:
                 self._scan_knobs(extended, index, finely=None)
             if self.best.score == started_at:
-                self._revise_knobs(extended, index, REVISE_WIDE_STEP)
+                self._revise_knobs(extended, index, REVISE_WIDE_STEP, stepped_classes=True)
             if self.best.score != started_at:
                 return True
         return False
@@ -719,9 +720,20 @@ class ChainReviser:
         ``REVISE_SCAN_POINTS`` evenly spaced points of its sampled range, the other knobs as
         they are (skipping a grid point next to the knob's value); ``finely``: only knobs
         with fine points (``_fine_points``), at those; None: every knob, at its fine points
-        where it has some (an added effect). Whether the best chain changed."""
+        where it has some (an added effect). A knob whose sound changes in steps
+        (``Effect.knob_steps``) is tried at every step, whatever ``finely``. Whether the best
+        chain changed."""
         name, started_at = base[index][0], self.best.score
         for spec in continuous_specs(self.rack.effect(name).sampled_params):
+            steps = self._steps(base[index]).get(spec.name)
+            if steps:
+                for knob in steps:
+                    if not self._has_budget():
+                        return self.best.score != started_at
+                    trial = self._with_knobs(base, index, {**base[index][1], spec.name: knob})
+                    if self._improves(trial, index, ("knobs", name)):
+                        base = trial
+                continue
             fine = self._fine_points(name, spec) if finely is not False else []
             if finely and not fine:
                 continue
@@ -738,10 +750,19 @@ class ChainReviser:
                     base = trial
         return self.best.score != started_at
 
-    def _revise_knobs(self, base, index: int, simplex_step: float, evaluations: int | None = None) -> bool:
+    def _steps(self, effect: tuple[str, Mapping[str, float]]) -> dict[str, list[float]]:
+        """``Effect.knob_steps`` of a chain's ``(name, knobs)`` (none for a bare effect type)."""
+        read = getattr(self.rack.effect(effect[0]), "knob_steps", None)
+        return read(effect[1]) if read else {}
+
+    def _revise_knobs(self, base, index: int, simplex_step: float, evaluations: int | None = None,
+                      *, stepped_classes: bool = False) -> bool:
         """Every class of each categorical knob of effect ``index`` of chain ``base``, then
-        Nelder-Mead over its continuous knobs from a first simplex of ``simplex_step``, for
-        ``evaluations`` (None: four per simplex vertex); whether the best chain changed."""
+        Nelder-Mead over its continuous knobs (those changing smoothly) from a first simplex
+        of ``simplex_step``, for ``evaluations`` (None: four per simplex vertex);
+        ``stepped_classes``: a class whose knobs change in steps (``Effect.knob_steps``) is
+        tried at each step of them, as it would rarely match at the knobs as they are.
+        Whether the best chain changed."""
         from scipy.optimize import minimize
 
         name, started_at = base[index][0], self.best.score
@@ -751,11 +772,19 @@ class ChainReviser:
                 knobs = base[index][1]
                 if not self._has_budget():
                     return self.best.score != started_at
-                if spec.class_index(value) != spec.class_index(knobs[spec.name]):
-                    trial = self._with_knobs(base, index, {**knobs, spec.name: value})
+                if spec.class_index(value) == spec.class_index(knobs[spec.name]):
+                    continue
+                classed = {**knobs, spec.name: value}
+                steps = self._steps((name, classed)) if stepped_classes else {}
+                trials = [{**classed, knob: step} for knob, values in steps.items() for step in values] or [classed]
+                for trial_knobs in trials:
+                    if not self._has_budget():
+                        return self.best.score != started_at
+                    trial = self._with_knobs(base, index, trial_knobs)
                     if self._improves(trial, index, ("knobs", name)):
                         base = trial
-        continuous = continuous_specs(specs)
+        stepped = self._steps(base[index])
+        continuous = [spec for spec in continuous_specs(specs) if spec.name not in stepped]
         if not continuous or not self._has_budget():
             return self.best.score != started_at
         knobs = base[index][1]

@@ -7,7 +7,8 @@ input's RMS so the modes differ in timbre, not in loudness.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
@@ -167,6 +168,15 @@ class Distortion(Effect):
             physical_max=MAX_DRIVE_DB,
         ),
     )
+
+    def knob_steps(self, knobs: Mapping[str, float]) -> dict[str, list[float]]:
+        """In downsample mode the drive sets a whole number of held samples: the drive of
+        each hold length within the drive's sampled range."""
+        if MODES[self.param("mode").class_index(knobs["mode"])] != "downsample":
+            return {}
+        low, high = self.param("drive").sample_ranges[0]
+        holds = range(math.ceil(2.0 ** (MAX_HOLD_OCTAVES * low) - 0.5), int(2.0 ** (MAX_HOLD_OCTAVES * high)) + 1)
+        return {"drive": [float(np.clip(math.log2(hold) / MAX_HOLD_OCTAVES, low, high)) for hold in holds]}
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         if audio.shape[0] == 0:

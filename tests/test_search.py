@@ -698,3 +698,47 @@ def test_a_searched_step_starts_from_the_rate_the_phaser_reads(monkeypatch, hint
     assert found == bool(hinted_starts)
     if hinted_starts:
         assert session.closer_pct(step.metrics) > 50
+
+
+@pytest.mark.parametrize("steps_read", [True, False])
+def test_the_revision_tries_every_hold_of_a_downsampler(monkeypatch, steps_read):
+    """In downsample mode the distortion's drive sets a whole number of held samples: the
+    sound is the same along each step and jumps between them, so Nelder-Mead stalls and an
+    evenly spaced scan can miss the target's hold (13 samples: drive 0.729-0.751). Reading
+    the steps (``Effect.knob_steps``), the revision tries every hold, also on the way to
+    the class, and lands on the target exactly."""
+    rack = get_plugin_manager().rack("builtin")
+    if not steps_read:
+        monkeypatch.setattr(ChainReviser, "_steps", lambda self, effect: {})
+    distortion = rack.effect("distortion")
+    downsample = distortion.param("mode").class_knob(distortion.param("mode").classes.index("downsample"))
+    entry = rack.level_source("saw", LUFS_14)
+    target = LUFS_14.apply(rack.process(entry, [("distortion", {"mode": downsample, "drive": 0.746})]),
+                           rack.sample_rate)
+    reference = MetricReference(target, None)
+    offered = [("distortion", {"mode": distortion.param("mode").class_knob(11), "drive": 0.818})]  # x-shaper
+    start = reference.score("mssmae", LUFS_14.apply(rack.process(entry, offered), rack.sample_rate))
+    revised = ChainReviser(rack=rack, entry=entry, loudness=LUFS_14, reference=reference, metric="mssmae",
+                           renders=200).revise(offered, start)
+    knobs = revised.chain[0][1]
+    on_target = (distortion.param("mode").class_index(knobs["mode"]) == distortion.param("mode").class_index(downsample)
+                 and round(2 ** (5 * knobs["drive"])) == 13)
+    assert on_target == steps_read
+    assert (revised.score < 1e-6) == steps_read
+    assert revised.renders <= 200
+
+
+def test_only_a_downsampler_reads_its_drive_in_steps():
+    """The distortion's drive steps in downsample mode only: one value per hold length of
+    the drive's sampled range (3 to 32 samples), each giving its own hold."""
+    distortion = get_plugin_manager().rack("builtin").effect("distortion")
+    mode = distortion.param("mode")
+    for index, name in enumerate(mode.classes):
+        steps = distortion.knob_steps({"mode": mode.class_knob(index), "drive": 0.5})
+        if name != "downsample":
+            assert steps == {}
+            continue
+        holds = [round(2 ** (5 * drive)) for drive in steps["drive"]]
+        assert holds == list(range(3, 33))
+        low, high = distortion.param("drive").sample_ranges[0]
+        assert all(low <= drive <= high for drive in steps["drive"])
