@@ -64,7 +64,7 @@ def evaluate_command(
     search_budget_ms: Annotated[float | None, typer.Option("--search-budget-ms", help="Time per step of the systems with --search (default: the default render count).")] = None,
     unseen: Annotated[str | None, typer.Option("--unseen", help="Instead of --data: sounds the models never heard, sets varied, zynaddsubfx, vst-effects, presets (comma-separated, or all: the first three).")] = None,
     cases: Annotated[int, typer.Option("--cases", help="Cases per --unseen set.")] = 12,
-    systems: Annotated[str | None, typer.Option("--systems", help="With --unseen: systems to run, comma-separated (default: every one the bundle can run).")] = None,
+    systems: Annotated[str | None, typer.Option("--systems", help="Systems to run, comma-separated (default: every one the bundle can run); with --data, those of Tables 4-6 (Tables 2 and 3 are always made).")] = None,
     rack: Annotated[str | None, typer.Option("--rack", help="With --unseen: the rack the sessions run on (default builtin; --data evaluates on the bundle's rack).")] = None,
 ) -> None:
     """Evaluate a model bundle on a dataset's test split (the paper's Tables 2-6 and Figure 4),
@@ -89,7 +89,8 @@ def evaluate_command(
 
     options = EvaluationOptions(pairs=pairs, param_pairs=param_pairs, seed=seed, metric=metric.lower(),
                                 tolerance=tolerance, split=split, workers=workers,
-                                search=search, search_budget_ms=search_budget_ms)
+                                search=search, search_budget_ms=search_budget_ms,
+                                systems=_names(systems) if systems is not None else None)
     options.check()
     check_output_dir(out)  # fail before the long run, not after it
     with terminal_progress(not as_json) as progress:

@@ -100,6 +100,9 @@ class EvaluationOptions:
     # Also run SEARCH_SYSTEMS with this time budget per step (their figures depend on speed).
     search: bool = False
     search_budget_ms: float | None = DEFAULT_BUDGET_MS
+    # The systems of Tables 4-6 and the latency (None: every one the bundle can run); Tables 2
+    # and 3 are made whatever this says.
+    systems: tuple[str, ...] | None = None
 
     def check(self) -> None:
         if self.search:
@@ -114,6 +117,13 @@ class EvaluationOptions:
             raise ParameterError(f"Tolerance is {self.tolerance}; give 0 to {MAX_TOLERANCE} bad steps.")
         if self.workers < 1:
             raise ParameterError(f"--workers is {self.workers}; give 1 or more worker processes.")
+        for name in self.systems or ():
+            if name in SEARCH_SYSTEMS and not self.search:
+                raise ParameterError(f"System {name} runs with --search; add --search or leave it out of --systems.")
+            if name not in SYSTEMS and name not in SEARCH_SYSTEMS:
+                raise ParameterError(f"Unknown system {name!r}; choose from {', '.join((*SYSTEMS, *SEARCH_SYSTEMS))}.")
+        if self.systems is not None and not self.systems:
+            raise ParameterError("--systems names no system; give at least one.")
 
 
 # -- results ---------------------------------------------------------------------------------
@@ -340,7 +350,10 @@ class EvaluationResult:
         axis.set_title(f"Final error Δ vs tolerated bad steps ({self.meta['bundle_name']}, "
                        f"{self.meta['session_pairs']} pairs)", fontsize=10)
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # two lines per system: beside the axes
+        if self.tolerance_curve:
+            axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # two lines per system: beside the axes
+        else:  # only systems with search ran (--systems), and they revise their kept steps
+            axis.text(0.5, 0.5, "no system without search was run", ha="center", va="center", transform=axis.transAxes)
         with atomic_output(Path(path), suffix=".png") as temp:
             figure.savefig(temp, dpi=110, format="png")
         plt.close(figure)
@@ -990,6 +1003,12 @@ def evaluate(bundle_path: str | os.PathLike, data_dir: str | os.PathLike, option
                      "on the machine's speed and load, unlike the others'." if options.search_budget_ms is not None
                      else f"Systems with search spend {DEFAULT_MAX_RENDERS} renders per step (the default budget).")
         notes.append(REVISION_NOTE)
+    if options.systems is not None:
+        for name in options.systems:
+            if name not in systems:
+                raise ParameterError(f"Bundle '{bundle.path}' has no {manager.selectors.get(SEARCH_SYSTEMS.get(name) or name).model_kind} "
+                                     f"selection model, which system {name} needs; leave it out of --systems.")
+        systems = [system for system in systems if system in options.systems]
     session_plan, per_length = plan_session_pairs(reader, options.pairs, options.seed, options.split)
     short = [f"{length} effect(s): {count}" for length, count in per_length.items()
              if count < options.pairs // len(CHAIN_LENGTHS)]

@@ -360,6 +360,29 @@ def test_evaluation_runs_the_search_systems(tiny_dataset, tiny_bundle):
     assert "Figure 4 leaves them out" in result.to_markdown()
 
 
+def test_an_evaluation_runs_only_the_systems_asked_for(tiny_dataset, tiny_bundle, tmp_path):
+    """``--systems`` with ``--data`` limits Tables 4-6 to the systems named (an in-domain
+    run of the default system alone, say); Tables 2 and 3 are made as always."""
+    from serumrnn.core.evaluation import EvaluationOptions, evaluate
+
+    options = EvaluationOptions(pairs=5, param_pairs=2, seed=3, split="train", progress=False, systems=("random",))
+    result = evaluate(tiny_bundle, tiny_dataset, options)
+    assert result.meta["systems"] == ["random"]
+    assert {row["system"] for row in result.systems if row["source"] == "ours"} == {"random"}
+    assert set(result.progress) == {"random"}  # Table 6; no Table 5 without rnn
+    assert result.parameter_models and result.selection
+    result.write(tmp_path / "eval")
+    assert (tmp_path / "eval" / "figure4_tolerance.png").stat().st_size > 0
+
+    for asked, fragment in [(("rnn+search",), "add --search"), (("nope",), "Unknown system 'nope'")]:
+        with pytest.raises(ParameterError, match=fragment):
+            EvaluationOptions(pairs=5, systems=asked).check()
+    outcome = runner.invoke(app, ["evaluate", "--bundle", str(tiny_bundle), "--data", str(tiny_dataset),
+                                  "--systems", "rnn,bogus", "--out", str(tmp_path / "bad")])
+    assert outcome.exit_code != 0 and "Unknown system 'bogus'" in outcome.output
+    assert not (tmp_path / "bad").exists()
+
+
 # -- the revision of the kept steps ---------------------------------------------------------------
 @pytest.mark.parametrize("revise_renders", [0, 5, 40])
 def test_the_revision_keeps_its_budget_and_is_never_farther(all_bundle, targets, revise_renders):
