@@ -86,7 +86,7 @@ def suggest_command(
     budget_ms: Annotated[float | None, typer.Option("--budget-ms", help="Search time per step in ms (default: none, the render count decides); what it buys depends on the machine's speed.")] = None,
     top_k: Annotated[int | None, typer.Option("--top-k", help="Candidate effects per step: the selector's top K unused (default: all).")] = None,
     max_renders: Annotated[int | None, typer.Option("--max-renders", help="Search renders per step (default 20 when no --budget-ms); the same steps for the same --seed on any machine.")] = None,
-    revise_renders: Annotated[int | None, typer.Option("--revise-renders", help="With search: renders spent revising the kept steps as a whole (leave effects out, reorder, retune) once they are found (default 600; 0: no revision).")] = None,
+    revise_renders: Annotated[int | None, typer.Option("--revise-renders", help="With search: renders spent revising the kept steps as a whole (leave effects out, reorder, retune) once they are found (default 1000; 0: no revision).")] = None,
 ) -> None:
     """Step-by-step instructions, effect by effect, from INPUT toward TARGET."""
     from serumrnn.core.runtime import check_output_dir
