@@ -729,26 +729,20 @@ class ChainReviser:
         name, started_at = base[index][0], self.best.score
         for spec in continuous_specs(self.rack.effect(name).sampled_params):
             steps = self._steps(base[index]).get(spec.name)
-            if steps:
-                for knob in steps:
-                    if not self._has_budget():
-                        return self.best.score != started_at
-                    trial = self._with_knobs(base, index, {**base[index][1], spec.name: knob})
-                    if self._improves(trial, index, ("knobs", name)):
-                        base = trial
-                continue
-            fine = self._fine_points(name, spec) if finely is not False else []
-            if finely and not fine:
+            fine = [] if steps or finely is False else self._fine_points(name, spec)
+            if finely and not (steps or fine):
                 continue
             points = fine or np.linspace(0.05, 0.95, REVISE_SCAN_POINTS)
             spacing = 0.9 / max(len(points) - 1, 1)
-            for unit in points:
+            # (unit, knob) pairs; a step is tried as it is, an even grid skips the point at the knob
+            tries = [(None, knob) for knob in steps] if steps else [(unit, from_unit(spec, float(unit))) for unit in points]
+            for unit, value in tries:
                 if not self._has_budget():
                     return self.best.score != started_at
                 knobs = base[index][1]
-                if abs(to_unit(spec, knobs[spec.name]) - unit) < spacing / 2 and not fine:
+                if not fine and unit is not None and abs(to_unit(spec, knobs[spec.name]) - unit) < spacing / 2:
                     continue
-                trial = self._with_knobs(base, index, {**knobs, spec.name: from_unit(spec, float(unit))})
+                trial = self._with_knobs(base, index, {**knobs, spec.name: value})
                 if self._improves(trial, index, ("knobs", name)):
                     base = trial
         return self.best.score != started_at
