@@ -23,7 +23,7 @@ app.add_typer(train_app, name="train")
 
 DataOption = Annotated[Path, typer.Option("--data", help="Dataset folder made by `serumrnn generate`.")]
 OutOption = Annotated[Path, typer.Option("--out", help="Model bundle folder (created, or added to).")]
-SizeOption = Annotated[str, typer.Option("--size", help="Model size: compact (CPU, minutes) or paper.")]
+SizeOption = Annotated[str, typer.Option("--size", help="Model size: compact (CPU, minutes), profile (parameter models of the default bundle) or paper.")]
 EpochsOption = Annotated[int, typer.Option("--epochs", help="Most epochs per model.")]
 PatienceOption = Annotated[int, typer.Option("--patience", help="Epochs without improvement before stopping.")]
 MinutesOption = Annotated[

@@ -19,6 +19,9 @@ class ModelConfig:
     lstm_units: hidden units per direction of the selector's BiLSTM.
     mel_prepool: average-pool factor applied to the mel input before its CNN (1 = none).
     dropout: dropout rate after each fully connected layer.
+    encoder: how a model reads ``[input, target]`` features: ``"cnn"`` (the paper's 2D CNN
+        branches) or ``"profile"`` (``core.models.ProfileEncoder``: spectral profiles, band
+        envelopes and MFCC statistics, with the target-minus-input difference).
     """
 
     size: str
@@ -27,6 +30,7 @@ class ModelConfig:
     lstm_units: int
     mel_prepool: int = 1
     dropout: float = 0.5
+    encoder: str = "cnn"
 
     @property
     def selector_filters(self) -> tuple[int, int, int]:
@@ -45,6 +49,9 @@ class ModelConfig:
 MODEL_SIZES: dict[str, ModelConfig] = {
     "paper": ModelConfig("paper", (64, 128, 128), fc_units=128, lstm_units=128, mel_prepool=1),
     "compact": ModelConfig("compact", (16, 32, 32), fc_units=64, lstm_units=64, mel_prepool=2),
+    # Parameter models of the default bundle since round 2: lower knob errors than compact
+    # at half its training time per epoch (docs/design.md, "Parameter models").
+    "profile": ModelConfig("profile", (32, 32, 32), fc_units=128, lstm_units=64, dropout=0.2, encoder="profile"),
 }
 
 

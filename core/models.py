@@ -140,6 +140,94 @@ class FeatureEncoder(nn.Module):
         return self.fc(torch.cat([self.mel(mel), self.mfcc(mfcc)], dim=1))
 
 
+class ProfileEncoder(nn.Module):
+    """``[input, target]`` features read as summaries rather than images (``encoder="profile"``).
+
+    The mel channels gain a third, target minus input. Three 1D CNNs then read: the
+    spectral profile (mean and standard deviation over time of each mel band, where an EQ
+    or a filter shows), the envelopes of ``ENVELOPE_BANDS`` mel bands over time (where
+    compression, reverb tails and a phaser's sweep show), and the MFCCs' mean and standard
+    deviation over time (normalised by a BatchNorm). Their outputs are concatenated, then
+    ``n_fc`` FC+ELU+dropout layers. The 2D CNN's max pools keep little of where in
+    frequency a change happens; a profile keeps every band.
+
+    ``forward(mel (B, 2, n_mels, n_frames), mfcc (B, 2, n_mfcc, n_frames)) -> (B, fc_units)``.
+    """
+
+    ENVELOPE_BANDS = 8
+
+    def __init__(self, settings: FeatureSettings, config: ModelConfig, filters: Sequence[int], n_fc: int) -> None:
+        super().__init__()
+        channels = 3  # input, target, target - input
+        self.band_height = max(1, settings.n_mels // self.ENVELOPE_BANDS)
+        bands = settings.n_mels // self.band_height
+        self.profile = _conv1d_stack(2 * channels, filters)
+        self.envelope = _conv1d_stack(channels * bands, filters)
+        self.mfcc_norm = nn.BatchNorm1d(2 * channels * settings.n_mfcc)
+        width = (
+            filters[-1] * _pooled_n(settings.n_mels, len(filters))
+            + filters[-1] * _pooled_n(settings.n_frames, len(filters))
+            + 2 * channels * settings.n_mfcc
+        )
+        layers: list[nn.Module] = []
+        for _ in range(n_fc):
+            layers += [nn.Linear(width, config.fc_units), nn.ELU(), nn.Dropout(config.dropout)]
+            width = config.fc_units
+        self.fc = nn.Sequential(*layers)
+        self.out_features = width
+
+    @staticmethod
+    def _with_difference(x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x, x[:, 1:2] - x[:, 0:1]], dim=1)
+
+    @staticmethod
+    def _mean_and_spread(x: torch.Tensor) -> torch.Tensor:
+        """Mean and standard deviation over the last axis, ``(B, C, H, T) -> (B, 2C, H)``
+        (written out: it exports to ONNX as plain operators)."""
+        mean = x.mean(dim=3)
+        spread = ((x - mean.unsqueeze(3)) ** 2).mean(dim=3).clamp_min(1e-8).sqrt()
+        return torch.cat([mean, spread], dim=1)
+
+    def forward(self, mel: torch.Tensor, mfcc: torch.Tensor) -> torch.Tensor:
+        mel = self._with_difference(mel)
+        batch, channels, _, frames = mel.shape
+        bands = mel[:, :, : self.band_height * (mel.shape[2] // self.band_height)]
+        envelopes = bands.reshape(batch, channels, -1, self.band_height, frames).mean(dim=3)
+        parts = [
+            self.profile(self._mean_and_spread(mel)),
+            self.envelope(envelopes.reshape(batch, -1, frames)),
+            self.mfcc_norm(self._mean_and_spread(self._with_difference(mfcc)).flatten(1)),
+        ]
+        return self.fc(torch.cat(parts, dim=1))
+
+
+def _conv1d_stack(in_channels: int, filters: Sequence[int]) -> nn.Sequential:
+    """conv(5, same) -> ELU -> max-pool(2, ceil) per entry of ``filters``, flattened."""
+    layers: list[nn.Module] = []
+    for n_filters in filters:
+        layers += [nn.Conv1d(in_channels, n_filters, kernel_size=5, padding=2), nn.ELU(),
+                   nn.MaxPool1d(2, ceil_mode=True)]
+        in_channels = n_filters
+    return nn.Sequential(*layers, nn.Flatten())
+
+
+def _pooled_n(length: int, times: int) -> int:
+    for _ in range(times):
+        length = _pooled(length, 2)
+    return length
+
+
+def feature_encoder(settings: FeatureSettings, config: ModelConfig, filters: Sequence[int], n_fc: int) -> nn.Module:
+    """The encoder ``config.encoder`` names: ``FeatureEncoder`` (cnn) or ``ProfileEncoder``."""
+    if config.encoder == "profile":
+        return ProfileEncoder(settings, config, filters, n_fc)
+    if config.encoder != "cnn":
+        from serumrnn.core.errors import ParameterError
+
+        raise ParameterError(f"Unknown model encoder {config.encoder!r}; choose cnn or profile.")
+    return FeatureEncoder(settings, config, filters, n_fc)
+
+
 class EffectParameterModel(nn.Module):
     """Predicts an effect's sampled knobs from ``[input, target]`` features.
 
@@ -159,7 +247,7 @@ class EffectParameterModel(nn.Module):
         super().__init__()
         self.n_continuous = len(continuous_specs)
         self.class_counts = tuple(spec.n_classes for spec in categorical_specs)
-        self.encoder = FeatureEncoder(settings, config, config.conv_filters, n_fc=2)
+        self.encoder = feature_encoder(settings, config, config.conv_filters, n_fc=2)
         width = self.encoder.out_features
         self.continuous_head = nn.Linear(width, self.n_continuous) if self.n_continuous else None
         self.categorical_heads = nn.ModuleList(nn.Linear(width, n) for n in self.class_counts)
@@ -208,7 +296,7 @@ class EffectSelectionModel(nn.Module):
         self.n_effects = n_effects
         self.first_step_only = first_step_only
         self.task = "ni" if first_step_only else "rnn"
-        self.encoder = FeatureEncoder(settings, config, config.selector_filters, n_fc=1)
+        self.encoder = feature_encoder(settings, config, config.selector_filters, n_fc=1)
         self.lstm = nn.LSTM(self.encoder.out_features + n_effects + 1, config.lstm_units,
                             batch_first=True, bidirectional=True)
         self.head = nn.Sequential(
@@ -298,7 +386,7 @@ class MultiLabelEffectModel(nn.Module):
     def __init__(self, settings: FeatureSettings, config: ModelConfig, n_effects: int) -> None:
         super().__init__()
         self.n_effects = n_effects
-        self.encoder = FeatureEncoder(settings, config, config.conv_filters, n_fc=2)
+        self.encoder = feature_encoder(settings, config, config.conv_filters, n_fc=2)
         self.head = nn.Linear(self.encoder.out_features, n_effects)
 
     def forward(self, mel: torch.Tensor, mfcc: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ def inputs(settings: FeatureSettings, batch: int = 3, steps: int | None = None):
 
 
 @pytest.mark.parametrize("settings", [FeatureSettings(), SMALL, FeatureSettings(n_mels=64, duration_s=2.0)])
-@pytest.mark.parametrize("size", ["paper", "compact"])
+@pytest.mark.parametrize("size", ["paper", "compact", "profile"])
 def test_parameter_model_shapes_follow_settings(settings, size):
     model = build_model("params", settings, size, specs=DISTORTION).eval()
     continuous, logits = model(*inputs(settings))
@@ -61,6 +61,45 @@ def test_compact_is_small():
         for task in ("params",) * 5 + ("rnn", "ni", "cnn")
     )
     assert total * 2 < 2_000_000  # bytes in float16: a whole bundle under 2 MB
+
+
+@pytest.mark.parametrize("task", ["rnn", "ni", "cnn"])
+def test_selectors_build_on_the_profile_encoder(task):
+    model = build_model(task, SMALL, "profile", n_effects=5).eval()
+    steps = 2 if task != "cnn" else None
+    mel, mfcc = inputs(SMALL, steps=steps)
+    if task == "cnn":
+        assert model(mel, mfcc).shape == (3, 5)
+    else:
+        applied = torch.zeros(3, 2, 6)
+        applied[:, :, 0] = 1
+        assert model(mel, mfcc, applied, torch.tensor([2, 1, 2])).shape == (3, 2, 5)
+
+
+def test_the_profile_encoder_sees_where_in_frequency_a_target_differs():
+    """Two targets that differ from the input only in which mel bands are louder give
+    different encodings, and the input-target difference is read (swapping them changes it)."""
+    torch.manual_seed(0)
+    model = build_model("params", SMALL, "profile", specs=DISTORTION).eval()
+    mel, mfcc = inputs(SMALL, batch=1)
+    low, high = mel.clone(), mel.clone()
+    low[:, 1, :10] += 0.3
+    high[:, 1, -10:] += 0.3
+    encode = model.encoder
+    assert not torch.allclose(encode(low, mfcc), encode(high, mfcc))
+    assert not torch.allclose(encode(low, mfcc), encode(low.flip(1), mfcc.flip(1)))
+
+
+def test_an_unknown_encoder_is_refused_in_one_sentence():
+    config = ModelConfig("odd", (8, 8, 8), fc_units=8, lstm_units=8, encoder="transformer")
+    with pytest.raises(ParameterError, match="Unknown model encoder 'transformer'"):
+        build_model("params", SMALL, config, specs=DISTORTION)
+
+
+def test_a_config_without_an_encoder_reads_as_the_cnn():
+    data = MODEL_SIZES["compact"].to_json()
+    del data["encoder"]
+    assert ModelConfig.from_json(data).encoder == "cnn"
 
 
 def test_only_sampled_knobs_get_heads():

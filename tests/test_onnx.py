@@ -177,6 +177,20 @@ def test_add_model_writes_the_onnx_export_of_the_stored_weights(tmp_path, identi
                                    slow.selector_probabilities(kind, [current], [], target), atol=1e-5)
 
 
+def test_a_profile_parameter_model_exports_with_the_torch_outputs(tmp_path, identity, rng):  # noqa: F811
+    bundle = ModelBundle.open_or_create(tmp_path / "b", **identity.bundle_kwargs())
+    config = MODEL_SIZES["profile"]
+    torch.manual_seed(3)
+    model = build_model("params", identity.feature_settings, config, specs=identity.effects["eq"])
+    bundle.add_model("params-eq", model, task="params", effect="eq", config=config)
+    fast, slow = ModelBundle.load(tmp_path / "b"), ModelBundle.load(tmp_path / "b", backend="torch")
+    assert fast.uses_onnx("params-eq")
+    for _ in range(3):
+        current, target = random_features(rng), random_features(rng)
+        assert fast.predict_knobs("eq", current, target) == pytest.approx(
+            slow.predict_knobs("eq", current, target), abs=1e-4)
+
+
 def test_a_bundle_without_exports_runs_torch(tmp_path, identity, rng):  # noqa: F811
     bundle = ModelBundle.open_or_create(tmp_path / "b", **identity.bundle_kwargs())
     config = MODEL_SIZES["compact"]
