@@ -50,7 +50,7 @@ MODEL_SIZES: dict[str, ModelConfig] = {
     "paper": ModelConfig("paper", (64, 128, 128), fc_units=128, lstm_units=128, mel_prepool=1),
     "compact": ModelConfig("compact", (16, 32, 32), fc_units=64, lstm_units=64, mel_prepool=2),
     # Parameter models of the default bundle since round 2: lower knob errors than compact
-    # at half its training time per epoch (docs/design.md, "Parameter models").
+    # at half its training time per epoch (docs/design.md, Data flow, "train").
     "profile": ModelConfig("profile", (32, 32, 32), fc_units=128, lstm_units=64, dropout=0.2, encoder="profile"),
 }
 

@@ -110,6 +110,15 @@ class ConvBranch(nn.Module):
         return self.layers(x)
 
 
+def _fc_stack(width: int, config: ModelConfig, n_fc: int) -> tuple[nn.Sequential, int]:
+    """``n_fc`` FC+ELU+dropout layers on ``width`` features, and the width they output."""
+    layers: list[nn.Module] = []
+    for _ in range(n_fc):
+        layers += [nn.Linear(width, config.fc_units), nn.ELU(), nn.Dropout(config.dropout)]
+        width = config.fc_units
+    return nn.Sequential(*layers), width
+
+
 class FeatureEncoder(nn.Module):
     """Mel and MFCC CNN branches, concatenated, then ``n_fc`` FC+ELU+dropout layers.
 
@@ -128,13 +137,7 @@ class FeatureEncoder(nn.Module):
         frames = settings.n_frames
         self.mel = ConvBranch(in_channels, settings.n_mels, frames, filters, MEL_POOL, prepool=config.mel_prepool)
         self.mfcc = ConvBranch(in_channels, settings.n_mfcc, frames, filters, MFCC_POOL, batch_norm=True)
-        layers: list[nn.Module] = []
-        width = self.mel.out_features + self.mfcc.out_features
-        for _ in range(n_fc):
-            layers += [nn.Linear(width, config.fc_units), nn.ELU(), nn.Dropout(config.dropout)]
-            width = config.fc_units
-        self.fc = nn.Sequential(*layers)
-        self.out_features = width
+        self.fc, self.out_features = _fc_stack(self.mel.out_features + self.mfcc.out_features, config, n_fc)
 
     def forward(self, mel: torch.Tensor, mfcc: torch.Tensor) -> torch.Tensor:
         return self.fc(torch.cat([self.mel(mel), self.mfcc(mfcc)], dim=1))
@@ -169,12 +172,7 @@ class ProfileEncoder(nn.Module):
             + filters[-1] * _pooled_n(settings.n_frames, len(filters))
             + 2 * channels * settings.n_mfcc
         )
-        layers: list[nn.Module] = []
-        for _ in range(n_fc):
-            layers += [nn.Linear(width, config.fc_units), nn.ELU(), nn.Dropout(config.dropout)]
-            width = config.fc_units
-        self.fc = nn.Sequential(*layers)
-        self.out_features = width
+        self.fc, self.out_features = _fc_stack(width, config, n_fc)
 
     @staticmethod
     def _with_difference(x: torch.Tensor) -> torch.Tensor:
