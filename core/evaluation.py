@@ -469,8 +469,9 @@ def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
         audio = rack.render(chain["preset"], _chain_of(chain, applied), loudness=bundle.loudness)
         inputs.append((audio, extractor.extract(audio, rack.sample_rate)))
     references_in_order = [references[chain["chain_id"]] for chain, _ in task["items"]]
-    predicted = bundle.predict_knobs_batch(effect, [features for _, features in inputs],
-                                           [reference.features for reference in references_in_order])
+    predicted = [rack.measure_knobs(effect, audio, reference.audio, knobs) for (audio, _), reference, knobs in zip(
+        inputs, references_in_order, bundle.predict_knobs_batch(effect, [features for _, features in inputs],
+                                                                [reference.features for reference in references_in_order]))]
     results = []
     for (chain, applied), (audio, features), reference, knobs in zip(task["items"], inputs, references_in_order,
                                                                       predicted):

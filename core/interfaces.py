@@ -75,6 +75,15 @@ class Effect(abc.ABC):
         them all beside its own scans. None by default."""
         return {}
 
+    def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
+                       predicted: Mapping[str, float]) -> dict[str, float]:
+        """``predicted`` (a parameter model's knobs for this effect turning ``before`` toward
+        ``after``) with the knobs this effect can measure from the two sounds more exactly
+        than a model reads them from features, the prediction as the prior (a phaser's
+        rate, from how its sweep moves in time). Every knob prediction passes through it:
+        plain steps, one-shot chains, a search's starting point. Unchanged by default."""
+        return dict(predicted)
+
     def knob_steps(self, knobs: Mapping[str, float]) -> dict[str, list[float]]:
         """Continuous knobs whose sound, with the other knobs at ``knobs``, changes in steps
         rather than smoothly, by name: a value inside each step, in knob order (a

@@ -402,6 +402,7 @@ class StepSearch:
                 knobs, ranked = self.bundle.predict_knobs(effect, current, self.target_features), {}
             else:
                 knobs, ranked = ranked_fn(effect, [current], [self.target_features])[0]
+            knobs = self.rack.measure_knobs(effect, self.raw, self.reference.audio, knobs)
             starts = [Trial(effect, dict(knobs), "model")]
             for name, classes in ranked.items():
                 starts += [Trial(effect, {**knobs, name: value}, "class") for value, _ in classes[1:TOP_CLASSES]]

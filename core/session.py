@@ -586,7 +586,9 @@ def run_session(
             found = None
             if searcher is None:
                 effect_name, probability = most_probable_unused(scores, effect_names, state.applied)
-                knobs = bundle.predict_knobs(effect_name, state.history[-1], target_features)
+                knobs = rack.measure_knobs(
+                    effect_name, session.steps[-1].audio if session.steps else input_audio, target_audio,
+                    bundle.predict_knobs(effect_name, state.history[-1], target_features))
             else:
                 found = searcher.step(scores, state, chain, started,
                                       positive_only=getattr(selector, "needs_true_chain", False))
@@ -718,8 +720,9 @@ def _run_one_shot(session, entry, rack, bundle, selector, state, reference, extr
     started = time.perf_counter()
     scores = np.asarray(selector.probabilities(state), dtype=np.float64)
     order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0.5] or [int(np.argmax(scores))]
-    chain = [(state.effect_names[i], bundle.predict_knobs(state.effect_names[i], session.input_features,
-                                                          session.target_features)) for i in order]
+    chain = [(state.effect_names[i], rack.measure_knobs(
+        state.effect_names[i], session.input_audio, session.target_audio,
+        bundle.predict_knobs(state.effect_names[i], session.input_features, session.target_features))) for i in order]
     previous = session.initial_metrics[session.metric]
     for position in range(1, len(chain) + 1):
         # The one-shot decision's time is counted once, on the first step.

@@ -76,12 +76,20 @@ class FixedOrder:
         return np.array([len(order) - order.index(name) for name in state.effect_names], float)
 
 
+def _model_knobs(bundle, rack, source, chain, effect, history, session):
+    """The model's knobs for ``effect`` after ``chain`` with what the effect measures from
+    the chain's sound (before levelling, as the search has it) and the target."""
+    raw = rack.process(rack.level_source(source, session.loudness), chain)
+    predicted = bundle.predict_knobs(effect, history[-1], session.target_features)
+    return rack.measure_knobs(effect, raw, session.target_audio, predicted)
+
+
 def _plain_guess(bundle, rack, source, chain, history, applied, session):
     """The plain models' step after ``chain``: the rnn's pick with its predicted knobs, scored."""
     scores = bundle.selector_probabilities("rnn", history, applied, session.target_features)
     pick = next(rack.effect_names[i] for i in np.argsort(-scores, kind="stable")
                 if rack.effect_names[i] not in applied)
-    knobs = bundle.predict_knobs(pick, history[-1], session.target_features)
+    knobs = _model_knobs(bundle, rack, source, chain, pick, history, session)
     audio = rack.render(source, [*chain, (pick, knobs)], loudness=session.loudness)
     return pick, knobs, MetricReference(session.target_audio, session.target_features).score("mssmae", audio)
 
@@ -98,7 +106,7 @@ def test_search_never_keeps_a_worse_step_than_the_models_guess(all_bundle, targe
             gained += step.metrics["mssmae"] < guess
             if step.mode == "predicted":  # kept the guess itself
                 assert (step.effect, step.knobs) == (pick, knobs)
-            assert step.model_knobs == all_bundle.predict_knobs(step.effect, history[-1], session.target_features)
+            assert step.model_knobs == _model_knobs(all_bundle, rack, preset, chain, step.effect, history, session)
             history.append(step.features)
             applied.append(step.effect)
             chain.append((step.effect, step.knobs))

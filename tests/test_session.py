@@ -117,6 +117,24 @@ def test_oracle_follows_the_true_chain_and_stops_at_its_end(rack, target):
     assert session.stop_reason == "the true chain is complete"
 
 
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_a_predicted_phaser_rate_is_measured_before_the_step_renders(rack, one_shot):
+    """The knobs a step renders are the model's with what the effect measures from the
+    sounds (``Effect.measured_knobs``): the bundle predicts the default rate 0.5, the
+    target's phaser runs at 0.62; plain and one-shot steps render the measured rate."""
+    true = {"depth": 0.8, "rate": 0.62, "feedback": 0.3}
+    phased = rack.render("saw", [("phaser", true)])
+    selector = FixedOrderSelector(["phaser", *[name for name in EFFECTS if name != "phaser"]])
+    if one_shot:
+        selector.one_shot = True
+    session = run_session("saw", phased, rack=rack, bundle=DefaultKnobsBundle(rack), selector=selector,
+                          tolerance=0, search=False)
+    first = session.steps[0]
+    assert first.effect == "phaser"
+    assert abs(first.knobs["rate"] - true["rate"]) < 0.005
+    assert (first.knobs["depth"], first.knobs["feedback"]) == (0.5, 0.5)  # not measurable: as predicted
+
+
 def test_random_selector_is_seeded(rack, target):
     runs = [run_session("saw", target, rack=rack, bundle=DefaultKnobsBundle(rack), selector=RandomSelector(),
                         tolerance=5, seed=seed, search=False) for seed in (1, 1, 2)]
