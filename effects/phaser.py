@@ -36,18 +36,27 @@ FIT_KNOBS = np.linspace(0.0, 1.0, 701)
 RATE_PRIOR_SPREAD = 0.2
 
 
+def paired_magnitudes(before: np.ndarray, after: np.ndarray, n_fft: int,
+                      hop: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Magnitude spectra ``(frames, bins)`` of ``before`` and ``after``, cut to the frames
+    both have; None under 8 frames (too short to see a sweep)."""
+    from serumrnn.core.features import framed_rfft
+
+    spectra = [np.abs(framed_rfft(np.asarray(audio, np.float32), n_fft, hop)) for audio in (before, after)]
+    frames = min(len(spectra[0]), len(spectra[1]))
+    return None if frames < 8 else (spectra[0][:frames], spectra[1][:frames])
+
+
 def lfo_rate_estimates(before: np.ndarray, after: np.ndarray, sample_rate: int,
                        count: int = HINT_RATES) -> list[float]:
     """LFO rates in Hz, most likely first, at which the change from ``before`` to ``after``
     repeats: the peaks of the autocorrelation over time of their log-spectral ratio,
     summed over bins. A phaser's notches sweep at its LFO rate, and static effects on
     either side (filters, shapers) change the ratio the same way in every frame."""
-    from serumrnn.core.features import framed_rfft
-
-    spectra = [np.abs(framed_rfft(np.asarray(audio, np.float32), HINT_FFT, HINT_HOP)) for audio in (before, after)]
-    frames = min(len(spectra[0]), len(spectra[1]))
-    if frames < 8:
+    spectra = paired_magnitudes(before, after, HINT_FFT, HINT_HOP)
+    if spectra is None:
         return []
+    frames = len(spectra[0])
     bins = np.fft.rfftfreq(HINT_FFT, 1.0 / sample_rate)
     band = (bins > HINT_BAND_HZ[0]) & (bins < HINT_BAND_HZ[1])
     ratio = np.log(spectra[1][:frames, band] + 1e-6) - np.log(spectra[0][:frames, band] + 1e-6)
@@ -81,18 +90,16 @@ def lfo_phase_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
     between neighbours in that order (lower is better). The log-spectral ratio loses its
     mean per frame (level changes, a compressor) and per band (static filters) first,
     and each band is scaled to unit spread. None when nothing changes over time."""
-    from serumrnn.core.features import framed_rfft
-
-    power = [np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP)) ** 2 for audio in (before, after)]
-    frames = min(len(power[0]), len(power[1]))
-    if frames < 8:
+    spectra = paired_magnitudes(before, after, FIT_FFT, FIT_HOP)
+    if spectra is None:
         return None
+    frames = len(spectra[0])
     bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
     band_of_bin = np.digitize(bins, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
     inside = (band_of_bin >= 0) & (band_of_bin < FIT_BANDS)
-    pooled = [np.zeros((frames, FIT_BANDS)) for _ in power]
-    for total, spectrum in zip(pooled, power):
-        np.add.at(total.T, band_of_bin[inside], spectrum[:frames, inside].T)
+    pooled = [np.zeros((frames, FIT_BANDS)) for _ in spectra]
+    for total, spectrum in zip(pooled, spectra):
+        np.add.at(total.T, band_of_bin[inside], np.square(spectrum[:, inside]).T)
     ratio = np.log(pooled[1] + 1e-8) - np.log(pooled[0] + 1e-8)
     ratio -= ratio.mean(axis=1, keepdims=True)
     ratio -= ratio.mean(axis=0, keepdims=True)
