@@ -466,14 +466,16 @@ def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
         if chain["chain_id"] not in references:
             target = rack.render(chain["preset"], _chain_of(chain), loudness=bundle.loudness)
             references[chain["chain_id"]] = MetricReference(target, extractor.extract(target, rack.sample_rate))
-        audio = rack.render(chain["preset"], _chain_of(chain, applied), loudness=bundle.loudness)
-        inputs.append((audio, extractor.extract(audio, rack.sample_rate)))
+        # the sub-chain's output before levelling is what the appended effect shapes
+        raw = rack.process(rack.level_source(chain["preset"], bundle.loudness), _chain_of(chain, applied))
+        audio = bundle.loudness.apply(raw, rack.sample_rate)
+        inputs.append((audio, extractor.extract(audio, rack.sample_rate), raw))
     references_in_order = [references[chain["chain_id"]] for chain, _ in task["items"]]
-    predicted = [rack.measure_knobs(effect, audio, reference.audio, knobs) for (audio, _), reference, knobs in zip(
-        inputs, references_in_order, bundle.predict_knobs_batch(effect, [features for _, features in inputs],
+    predicted = [rack.measure_knobs(effect, raw, reference.audio, knobs) for (_, _, raw), reference, knobs in zip(
+        inputs, references_in_order, bundle.predict_knobs_batch(effect, [features for _, features, _ in inputs],
                                                                 [reference.features for reference in references_in_order]))]
     results = []
-    for (chain, applied), (audio, features), reference, knobs in zip(task["items"], inputs, references_in_order,
+    for (chain, applied), (audio, features, _), reference, knobs in zip(task["items"], inputs, references_in_order,
                                                                       predicted):
         appended = [*_chain_of(chain, applied), (effect, knobs)]
         in_place = [(name, knobs if name == effect else values) for name, values in _chain_of(chain, [*applied, effect])]

@@ -575,6 +575,9 @@ def run_session(
         loudness=loudness, target_features=target_features, seed=seed)
     session.search = None if options is None else options.to_json()
     chain: list[tuple[str, dict[str, float]]] = []
+    # What the next effect will shape: the chain's output before levelling (a shaper's
+    # measured drive depends on the level it is fed).
+    chain_output = entry
     rule = StoppingRule(metric, tolerance, initial[metric])
     try:
         while len(chain) < len(effect_names):
@@ -586,17 +589,18 @@ def run_session(
             found = None
             if searcher is None:
                 effect_name, probability = most_probable_unused(scores, effect_names, state.applied)
-                knobs = rack.measure_knobs(
-                    effect_name, session.steps[-1].audio if session.steps else input_audio, target_audio,
-                    bundle.predict_knobs(effect_name, state.history[-1], target_features))
+                knobs = rack.measure_knobs(effect_name, chain_output, target_audio,
+                                           bundle.predict_knobs(effect_name, state.history[-1], target_features))
             else:
                 found = searcher.step(scores, state, chain, started,
                                       positive_only=getattr(selector, "needs_true_chain", False))
                 effect_name, knobs, probability = found.trial.effect, found.trial.knobs, found.probability
             searched_at = time.perf_counter()
             chain.append((effect_name, knobs))
+            if found is None:
+                chain_output = rack.process(entry, chain)
             step = _render_step(session, entry, rack, chain, probability, rule.previous, reference, extractor,
-                                started, found)
+                                started, found, chain_output=chain_output if found is None else None)
             if searcher is not None:  # the kept sound's features and metrics: reserved from the next budget
                 searcher.finished(time.perf_counter() - searched_at)
             state.history = [*state.history, step.features]
@@ -684,14 +688,16 @@ def _shown(knob: KnobSetting) -> str:
 
 
 def _render_step(session, entry, rack, chain, probability, previous, reference, extractor, started,
-                 found: Found | None = None) -> Step:
-    """Render ``entry`` (the levelled source) through ``chain`` and level the result, or
+                 found: Found | None = None, chain_output: np.ndarray | None = None) -> Step:
+    """Render ``entry`` (the levelled source) through ``chain`` (or take its unlevelled
+    ``chain_output`` when already rendered) and level the result, or
     take the searched sound ``found``; measure
     it against the target and append the step for the chain's last effect; ``better``
     compares with ``previous`` on the session's metric."""
     effect_name, knobs = chain[-1]
     if found is None:
-        audio = session.loudness.apply(rack.process(entry, chain), rack.sample_rate)
+        raw = rack.process(entry, chain) if chain_output is None else chain_output
+        audio = session.loudness.apply(raw, rack.sample_rate)
         features = extractor.extract(audio, rack.sample_rate)
         metrics = reference.compare(audio, features)
     else:  # the search scored the stopping metric already; the other five only for the kept sound

@@ -38,6 +38,16 @@ TUBE_BIAS = 0.3
 # Shapers that add DC get a one-pole high-pass at about 10 Hz.
 DC_BLOCK_HZ = 10.0
 
+# The drive fit: the long-term average spectrum (FFTs of 4096 samples every 1024, 60 Hz to
+# 16 kHz, floored 80 dB below the target's peak) of the sound shaped at 36 drives across
+# the sampled range, against the target's. Later effects in a chain (filters, reverb, a
+# compressor) change that spectrum smoothly or by a level; the shaper's harmonics do not.
+FIT_FFT, FIT_HOP, FIT_BAND_HZ, FIT_FLOOR_DB, FIT_DRIVES = 4096, 1024, (60.0, 16000.0), 80.0, 36
+# How far, in knob units, the fitted drive may stray from the model's (the drive model's
+# validation RMSE is about 0.18): the spectrum decides between drives the model cannot
+# tell apart, the model where several drives fit about as well.
+DRIVE_PRIOR_SPREAD = 0.2
+
 Shaper = Callable[[np.ndarray], np.ndarray]
 
 
@@ -139,6 +149,25 @@ def match_level(shaped: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return shaped * min(reference_rms / shaped_rms, 1.0 / peak)
 
 
+def average_spectrum_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mean power over time of each FFT bin between ``FIT_BAND_HZ``, in dB."""
+    from serumrnn.core.features import framed_rfft
+
+    bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
+    inside = (bins >= FIT_BAND_HZ[0]) & (bins <= FIT_BAND_HZ[1])
+    power = np.mean(np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP))), axis=0)
+    return 10.0 * np.log10(power[inside] + 1e-12)
+
+
+def spectrum_misfit(candidate_db: np.ndarray, target_db: np.ndarray) -> float:
+    """Mean absolute dB difference of two average spectra once their median difference
+    (a level) is taken out; bins quieter than ``FIT_FLOOR_DB`` below the target's peak
+    count as that floor."""
+    floor = float(np.max(target_db)) - FIT_FLOOR_DB
+    difference = np.maximum(candidate_db, floor) - np.maximum(target_db, floor)
+    return float(np.mean(np.abs(difference - np.median(difference))))
+
+
 class Distortion(Effect):
     """Waveshaping distortion with twelve modes and an input drive."""
 
@@ -177,6 +206,28 @@ class Distortion(Effect):
         low, high = self.param("drive").sample_ranges[0]
         holds = range(math.ceil(2.0 ** (MAX_HOLD_OCTAVES * low) - 0.5), int(2.0 ** (MAX_HOLD_OCTAVES * high)) + 1)
         return {"drive": [float(np.clip(math.log2(hold) / MAX_HOLD_OCTAVES, low, high)) for hold in holds]}
+
+    def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
+                       predicted: Mapping[str, float]) -> dict[str, float]:
+        """``predicted`` with the drive whose shaped ``before`` has the average spectrum
+        closest to ``after``'s, in the predicted mode, weighed against its distance from
+        the predicted drive (``DRIVE_PRIOR_SPREAD``). A model reads the drive to about 0.18
+        of the knob; the harmonics the shaper adds pin it closer."""
+        knobs = dict(predicted)
+        if "drive" not in knobs or "mode" not in knobs or len(before) < FIT_FFT or len(after) < FIT_FFT:
+            return knobs
+        low, high = self.param("drive").sample_ranges[0]
+        drives = np.asarray(self.knob_steps(knobs).get("drive") or np.linspace(low, high, FIT_DRIVES))
+        target_db = average_spectrum_db(after, sample_rate)
+        misfit = np.array([spectrum_misfit(average_spectrum_db(self.process(before, sample_rate, {**knobs, "drive": drive}),
+                                                               sample_rate), target_db)
+                           for drive in drives])
+        if not np.max(misfit) > 0:  # nothing to tell the drives apart
+            return knobs
+        # a tiny floor keeps an exact match (a misfit of 0) finite and first
+        score = np.log((misfit + 1e-6) / (np.min(misfit) + 1e-6)) + 0.5 * np.square((drives - knobs["drive"]) / DRIVE_PRIOR_SPREAD)
+        knobs["drive"] = float(drives[int(np.argmin(score))])
+        return knobs
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         if audio.shape[0] == 0:

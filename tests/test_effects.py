@@ -336,6 +336,36 @@ def test_the_phaser_measures_its_rate_from_where_its_sweep_is_in_time(note, rate
         assert (measured["depth"], measured["feedback"]) == (0.3, 0.6)
 
 
+@pytest.mark.parametrize("mode", ["tube", "hard clip", "diode 1", "sine fold", "x-shaper", "downsample"])
+@pytest.mark.parametrize("drive", [0.45, 0.7, 0.88])
+@pytest.mark.parametrize("prior_offset", [-0.15, 0.15])
+def test_the_distortion_measures_its_drive_from_the_harmonics_it_added(note, mode, drive, prior_offset):
+    """A model reads the drive to about 0.18 of the knob; the measurement, starting 0.15
+    off, lands on the drive that made the sound (within its 0.02 grid, or the hold
+    length's step), in the predicted mode, which it leaves alone."""
+    distortion = effect_named("distortion")
+    mode_knob = (MODES.index(mode) + 0.5) / len(MODES)
+    after = distortion.process(note, SAMPLE_RATE, {"mode": mode_knob, "drive": drive})
+    predicted = {"mode": mode_knob, "drive": min(max(drive + prior_offset, 0.3), 1.0)}
+    measured = distortion.measured_knobs(note, after, SAMPLE_RATE, predicted)
+    assert measured["mode"] == mode_knob
+    assert np.allclose(distortion.process(note, SAMPLE_RATE, measured), after, atol=1e-6) or \
+        abs(measured["drive"] - drive) <= 0.0101
+
+
+def test_the_distortion_drive_measurement_sees_through_a_reverb_after_it(note):
+    """Later effects that smear or filter the sound change its average spectrum smoothly;
+    a folder's harmonics still place the drive (a clipper's change to a saw is too gentle
+    to survive a filter after it, and the prediction then stays about where it was)."""
+    distortion, reverb = effect_named("distortion"), effect_named("reverb")
+    mode_knob = (MODES.index("sine fold") + 0.5) / len(MODES)
+    after = reverb.process(distortion.process(note, SAMPLE_RATE, {"mode": mode_knob, "drive": 0.7}), SAMPLE_RATE,
+                           {knob.name: 0.5 for knob in reverb.params})
+    for prior in (0.55, 0.85):
+        measured = distortion.measured_knobs(note, after, SAMPLE_RATE, {"mode": mode_knob, "drive": prior})
+        assert abs(measured["drive"] - 0.7) <= 0.0101
+
+
 def test_knob_measurements_leave_the_prediction_alone_without_a_change_to_read(note):
     """Nothing changed: the phaser keeps the predicted rate; an effect without a
     measurement, and a bare effect type a rack may hand out, give the prediction back."""

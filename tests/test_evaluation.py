@@ -182,7 +182,7 @@ def test_every_system_stops_and_keeps_by_the_same_rules(result):
 
 
 def test_table2_appends_the_effect_where_a_session_would(tiny_dataset, tiny_bundle, rack):
-    """Output = the sub-chain, then the effect with its predicted knobs; in place = the
+    """Output = the sub-chain, then the effect with its predicted (measured) knobs; in place = the
     effect at its place in the hidden order. Here they differ (distortion before or after
     reverb), and the output is exactly what the session's chain renders."""
     from serumrnn.core.bundle import ModelBundle
@@ -198,8 +198,11 @@ def test_table2_appends_the_effect_where_a_session_would(tiny_dataset, tiny_bund
     target = rack.render("saw", [("distortion", chain["knobs"]["distortion"]), ("reverb", chain["knobs"]["reverb"])],
                          loudness=bundle.loudness)
     dry_reverb = rack.render("saw", [("reverb", chain["knobs"]["reverb"])], loudness=bundle.loudness)
-    knobs = bundle.predict_knobs("distortion", extractor.extract(dry_reverb, rack.sample_rate),
-                                  extractor.extract(target, rack.sample_rate))
+    predicted = bundle.predict_knobs("distortion", extractor.extract(dry_reverb, rack.sample_rate),
+                                     extractor.extract(target, rack.sample_rate))
+    # the measured drive, from what the distortion will shape: the reverb's output before levelling
+    reverb_output = rack.process(rack.level_source("saw", bundle.loudness), [("reverb", chain["knobs"]["reverb"])])
+    knobs = rack.measure_knobs("distortion", reverb_output, target, predicted)
     session_chain = rack.render("saw", [("reverb", chain["knobs"]["reverb"]), ("distortion", knobs)],
                                 loudness=bundle.loudness)
     expected = MetricReference(target, extractor.extract(target, rack.sample_rate)).compare(
