@@ -29,6 +29,18 @@ def test_single_effect(benchmark, rack, effect):
     benchmark(rack.effect(effect).process, dry, rack.sample_rate, knobs)
 
 
+@pytest.mark.parametrize("effect", ["distortion", "phaser"])
+def test_measured_knobs(benchmark, rack, effect):
+    """An effect measuring its knobs from the sounds before and after it (every plain step's
+    prediction passes through this), starting 0.15 off."""
+    knobs = sample_knobs(rack.effect(effect).params, np.random.default_rng(2))
+    dry = rack.dry("saw")
+    after = rack.effect(effect).process(dry, rack.sample_rate, knobs)
+    measured = {name: value if name == "mode" else min(value + 0.15, 1.0) for name, value in knobs.items()}
+    benchmark.extra_info.update(kind="measured knobs", effect=effect)
+    benchmark(rack.measure_knobs, effect, dry, after, measured)
+
+
 def test_dry_synth_render(benchmark, rack):
     benchmark.extra_info.update(audio_seconds=rack.duration_s, kind="synth")
     benchmark(rack.synth.render, "run-the-harm")

@@ -63,14 +63,15 @@ def second_step(rack, bundle, target):
 
 
 def test_one_step(benchmark, rack, sized_bundle, target):
-    """A session step: select (rnn) -> predict knobs -> re-render the chain -> features -> metrics."""
+    """A session step: select (rnn) -> predict and measure knobs -> re-render the chain -> features -> metrics."""
     size, bundle = sized_bundle
-    extractor, selector, target_features, reference, first, _, state = second_step(rack, bundle, target)
+    extractor, selector, target_features, reference, first, after_first, state = second_step(rack, bundle, target)
 
     def step():
         scores = selector.probabilities(state)
         order = [rack.effect_names[i] for i in np.argsort(-scores) if rack.effect_names[i] not in state.applied]
-        knobs = bundle.predict_knobs(order[0], state.history[-1], target_features)
+        knobs = rack.measure_knobs(order[0], after_first, target,
+                                   bundle.predict_knobs(order[0], state.history[-1], target_features))
         audio = rack.render("saw", [first, (order[0], knobs)])
         return reference.compare(audio, extractor.extract(audio))
 
