@@ -689,11 +689,10 @@ def _shown(knob: KnobSetting) -> str:
 
 def _render_step(session, entry, rack, chain, probability, previous, reference, extractor, started,
                  found: Found | None = None, chain_output: np.ndarray | None = None) -> Step:
-    """Render ``entry`` (the levelled source) through ``chain`` (or take its unlevelled
-    ``chain_output`` when already rendered) and level the result, or
-    take the searched sound ``found``; measure
-    it against the target and append the step for the chain's last effect; ``better``
-    compares with ``previous`` on the session's metric."""
+    """Render ``entry`` (the levelled source) through ``chain`` and level the result (or
+    level ``chain_output``, the chain's output already rendered), or take the searched
+    sound ``found``; measure it against the target and append the step for the chain's
+    last effect; ``better`` compares with ``previous`` on the session's metric."""
     effect_name, knobs = chain[-1]
     if found is None:
         raw = rack.process(entry, chain) if chain_output is None else chain_output
