@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -254,6 +255,16 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     except BaseException:
         temp.unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None) -> None:
+    """Delete the temporary files ``atomic_output`` made beside ``path`` that a killed
+    process left behind (it cannot delete them itself). Only for a path no other process
+    is writing at the time."""
+    target = Path(path)
+    pattern = f".{glob.escape(target.stem)}.*{glob.escape(suffix or target.suffix or '.tmp')}"
+    for temp in target.parent.glob(pattern):
+        temp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes, suffix: str | None = None) -> None:

@@ -44,7 +44,7 @@ from serumrnn.core.bundle import ModelBundle, param_model_name, selector_model_n
 from serumrnn.core.errors import DatasetError, ParameterError
 from serumrnn.core.features import FeatureSettings
 from serumrnn.core.loudness import NONE as NONE_LOUDNESS, LoudnessConvention, convention_from_json
-from serumrnn.core.runtime import SILENT, ProgressReporter, ProgressTask, progress_reporter
+from serumrnn.core.runtime import SILENT, ProgressReporter, ProgressTask, progress_reporter, remove_stale_temporaries
 from serumrnn.core.model_kinds import (
     PARAMS,
     SELECTOR_KINDS,
@@ -354,6 +354,8 @@ def fit(
     device = pick_device(options.device)
     main = _rank() == 0
     report = progress_reporter(options.progress) if main else SILENT  # one rank reports
+    if main and log_path:  # a run killed while writing its log left the write's temporary file
+        remove_stale_temporaries(log_path)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
