@@ -225,6 +225,11 @@ def new_folder_mode() -> int:
     return 0o777 & ~_umask()
 
 
+def _temporary_affixes(target: Path, suffix: str | None) -> tuple[str, str]:
+    """Prefix and suffix of the temporary file ``atomic_output`` writes beside ``target``."""
+    return f".{target.stem}.", suffix or target.suffix or ".tmp"
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success,
@@ -236,9 +241,8 @@ def atomic_output(path: str | os.PathLike, suffix: str | None = None) -> Iterato
     if not parent.exists():
         raise OutputError(f"Output folder '{parent}' does not exist; create it or choose another path.")
     try:
-        handle, temp_name = tempfile.mkstemp(
-            prefix=f".{target.stem}.", suffix=suffix or target.suffix or ".tmp", dir=parent
-        )
+        prefix, temp_suffix = _temporary_affixes(target, suffix)
+        handle, temp_name = tempfile.mkstemp(prefix=prefix, suffix=temp_suffix, dir=parent)
         os.close(handle)
     except OSError as exc:
         raise OutputError(f"Cannot write to '{parent}' ({exc.strerror}); choose a writable location.") from None
@@ -262,7 +266,8 @@ def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None)
     process left behind (it cannot delete them itself). Only for a path no other process
     is writing at the time."""
     target = Path(path)
-    pattern = f".{glob.escape(target.stem)}.*{glob.escape(suffix or target.suffix or '.tmp')}"
+    prefix, temp_suffix = _temporary_affixes(target, suffix)
+    pattern = f"{glob.escape(prefix)}*{glob.escape(temp_suffix)}"
     for temp in target.parent.glob(pattern):
         temp.unlink(missing_ok=True)
 
