@@ -29,7 +29,7 @@ def test_single_effect(benchmark, rack, effect):
     benchmark(rack.effect(effect).process, dry, rack.sample_rate, knobs)
 
 
-@pytest.mark.parametrize("effect", ["distortion", "phaser"])
+@pytest.mark.parametrize("effect", ["distortion", "eq", "phaser"])
 def test_measured_knobs(benchmark, rack, effect):
     """An effect measuring its knobs from the sounds before and after it (every plain step's
     prediction passes through this), starting 0.15 off."""

@@ -15,6 +15,7 @@ import numpy as np
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import lfilter
+from serumrnn.effects.spectrum_fit import FIT_FFT, average_spectrum_db, most_plausible, spectrum_misfit
 
 MODES: tuple[str, ...] = (
     "tube",
@@ -38,11 +39,11 @@ TUBE_BIAS = 0.3
 # Shapers that add DC get a one-pole high-pass at about 10 Hz.
 DC_BLOCK_HZ = 10.0
 
-# The drive fit: the long-term average spectrum (FFTs of 4096 samples every 1024, 60 Hz to
-# 16 kHz, floored 80 dB below the target's peak) of the sound shaped at 36 drives across
-# the sampled range, against the target's. Later effects in a chain (filters, reverb, a
-# compressor) change that spectrum smoothly or by a level; the shaper's harmonics do not.
-FIT_FFT, FIT_HOP, FIT_BAND_HZ, FIT_FLOOR_DB, FIT_DRIVES = 4096, 1024, (60.0, 16000.0), 80.0, 36
+# The drive fit: the sound shaped at 36 drives across the sampled range, compared by
+# long-term average spectrum (``spectrum_fit``). Later effects in a chain (filters,
+# reverb, a compressor) change that spectrum smoothly or by a level; the shaper's
+# harmonics do not.
+FIT_DRIVES = 36
 # How far, in knob units, the fitted drive may stray from the model's (the drive model's
 # validation RMSE is about 0.18): the spectrum decides between drives the model cannot
 # tell apart, the model where several drives fit about as well.
@@ -149,25 +150,6 @@ def match_level(shaped: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return shaped * min(reference_rms / shaped_rms, 1.0 / peak)
 
 
-def average_spectrum_db(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mean power over time of each FFT bin between ``FIT_BAND_HZ``, in dB."""
-    from serumrnn.core.features import framed_rfft
-
-    bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
-    inside = (bins >= FIT_BAND_HZ[0]) & (bins <= FIT_BAND_HZ[1])
-    power = np.mean(np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP))), axis=0)
-    return 10.0 * np.log10(power[inside] + 1e-12)
-
-
-def spectrum_misfit(candidate_db: np.ndarray, target_db: np.ndarray) -> float:
-    """Mean absolute dB difference of two average spectra once their median difference
-    (a level) is taken out; bins quieter than ``FIT_FLOOR_DB`` below the target's peak
-    count as that floor."""
-    floor = float(np.max(target_db)) - FIT_FLOOR_DB
-    difference = np.maximum(candidate_db, floor) - np.maximum(target_db, floor)
-    return float(np.mean(np.abs(difference - np.median(difference))))
-
-
 class Distortion(Effect):
     """Waveshaping distortion with twelve modes and an input drive."""
 
@@ -219,14 +201,12 @@ class Distortion(Effect):
         low, high = self.param("drive").sample_ranges[0]
         drives = np.asarray(self.knob_steps(knobs).get("drive") or np.linspace(low, high, FIT_DRIVES))
         target_db = average_spectrum_db(after, sample_rate)
-        misfit = np.array([spectrum_misfit(average_spectrum_db(self.process(before, sample_rate, {**knobs, "drive": drive}),
-                                                               sample_rate), target_db)
-                           for drive in drives])
+        shaped_db = np.stack([average_spectrum_db(self.process(before, sample_rate, {**knobs, "drive": drive}), sample_rate)
+                              for drive in drives])
+        misfit = spectrum_misfit(shaped_db, target_db)
         if not np.max(misfit) > 0:  # nothing to tell the drives apart
             return knobs
-        # a tiny floor keeps an exact match (a misfit of 0) finite and first
-        score = np.log((misfit + 1e-6) / (np.min(misfit) + 1e-6)) + 0.5 * np.square((drives - knobs["drive"]) / DRIVE_PRIOR_SPREAD)
-        knobs["drive"] = float(drives[int(np.argmin(score))])
+        knobs["drive"] = float(drives[most_plausible(misfit, drives, knobs["drive"], DRIVE_PRIOR_SPREAD)])
         return knobs
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -9,6 +10,7 @@ import pedalboard
 
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
+from serumrnn.effects.spectrum_fit import most_plausible
 
 # 0.5 Hz is the slowest rate that still sweeps half a cycle in a one-second note.
 MIN_RATE_HZ = 0.5
@@ -34,6 +36,16 @@ FIT_KNOBS = np.linspace(0.0, 1.0, 701)
 # validation RMSE is about 0.15): the fit decides between rates that explain the change
 # about as well, the model between those the fit cannot tell apart.
 RATE_PRIOR_SPREAD = 0.2
+# The depth fit, once the rate is measured: the phaser rendered on the sound it starts
+# from at 5 depths x 9 rates within 0.02 of the measured one (the depth's match needs the
+# rate closer than the rate fit alone places it, and a wrong rate hides the depth), then
+# at 21 depths at the best of those rates; each candidate's change pattern against the
+# target's (mean squared difference), under a prior of 0.2 of the knob around the
+# model's depth and the measured rate.
+FIT_COARSE_DEPTHS = np.linspace(0.1, 0.9, 5)
+FIT_DEPTHS = np.linspace(0.0, 1.0, 21)
+FIT_RATE_OFFSETS = np.linspace(-0.02, 0.02, 9)
+DEPTH_PRIOR_SPREAD = 0.2
 
 
 def paired_magnitudes(before: np.ndarray, after: np.ndarray, n_fft: int,
@@ -81,32 +93,51 @@ def lfo_rate_estimates(before: np.ndarray, after: np.ndarray, sample_rate: int,
     return [rate for _, rate in peaks[:count]]
 
 
+def pooled_band_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Power of each frame (``FIT_FFT`` every ``FIT_HOP``) summed into ``FIT_BANDS``
+    log-spaced bands across ``FIT_BAND_HZ``: float64 ``(frames, FIT_BANDS)``."""
+    from serumrnn.core.features import framed_rfft
+
+    power = np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP)), dtype=np.float64)
+    return power @ _band_membership(sample_rate)
+
+
+@functools.lru_cache(maxsize=8)
+def _band_membership(sample_rate: int) -> np.ndarray:
+    """``(bins, FIT_BANDS)``: 1 where an FFT bin falls in a band (a product pools faster
+    than adding bins one by one)."""
+    bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
+    band_of_bin = np.digitize(bins, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
+    return (band_of_bin[:, None] == np.arange(FIT_BANDS)[None, :]).astype(np.float64)
+
+
+def change_pattern(before_power: np.ndarray, after_power: np.ndarray) -> np.ndarray | None:
+    """How a change moves over time and frequency: the log ratio of two
+    ``pooled_band_power`` results over the frames both have, less its mean per frame (a
+    level, a compressor) and per band (a static filter). None under 8 frames (too short
+    to see a sweep)."""
+    frames = min(len(before_power), len(after_power))
+    if frames < 8:
+        return None
+    ratio = np.log(after_power[:frames] + 1e-8) - np.log(before_power[:frames] + 1e-8)
+    ratio -= ratio.mean(axis=1, keepdims=True)
+    ratio -= ratio.mean(axis=0, keepdims=True)
+    return ratio
+
+
 def lfo_phase_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
                      rates_hz: np.ndarray) -> np.ndarray | None:
     """For each rate in ``rates_hz``, how badly the change from ``before`` to ``after`` is
     explained as a function of that LFO's phase: the phaser starts its LFO at the start
-    of the note, so its notches at time t depend on sin(2 pi rate t) only. Frames sorted
-    by that value should then change smoothly; the misfit is the summed squared step
-    between neighbours in that order (lower is better). The log-spectral ratio loses its
-    mean per frame (level changes, a compressor) and per band (static filters) first,
-    and each band is scaled to unit spread. None when nothing changes over time."""
-    spectra = paired_magnitudes(before, after, FIT_FFT, FIT_HOP)
-    if spectra is None:
-        return None
-    frames = len(spectra[0])
-    bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
-    band_of_bin = np.digitize(bins, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
-    inside = (band_of_bin >= 0) & (band_of_bin < FIT_BANDS)
-    pooled = [np.zeros((frames, FIT_BANDS)) for _ in spectra]
-    for total, spectrum in zip(pooled, spectra):
-        np.add.at(total.T, band_of_bin[inside], np.square(spectrum[:, inside]).T)
-    ratio = np.log(pooled[1] + 1e-8) - np.log(pooled[0] + 1e-8)
-    ratio -= ratio.mean(axis=1, keepdims=True)
-    ratio -= ratio.mean(axis=0, keepdims=True)
-    if float(np.max(np.abs(ratio))) < 1e-4:
+    of the note, so its notches at time t depend on sin(2 pi rate t) only. Frames of the
+    ``change_pattern`` sorted by that value should then change smoothly; the misfit is
+    the summed squared step between neighbours in that order (lower is better), each band
+    scaled to unit spread first. None when nothing changes over time."""
+    ratio = change_pattern(pooled_band_power(before, sample_rate), pooled_band_power(after, sample_rate))
+    if ratio is None or float(np.max(np.abs(ratio))) < 1e-4:
         return None
     ratio = (ratio / (ratio.std(axis=0, keepdims=True) + 1e-3)).astype(np.float32)
-    times = np.arange(frames) * FIT_HOP / sample_rate
+    times = np.arange(len(ratio)) * FIT_HOP / sample_rate
     order = np.argsort(np.sin(2.0 * np.pi * np.asarray(rates_hz)[:, None] * times[None, :]), axis=1, kind="stable")
     return np.sum(np.square(np.diff(ratio[order], axis=1)), axis=(1, 2), dtype=np.float64)
 
@@ -169,9 +200,33 @@ class Phaser(Effect):
         misfit = lfo_phase_misfit(before, after, sample_rate, np.array([spec.physical(knob) for knob in FIT_KNOBS]))
         if misfit is None or not np.min(misfit) > 0:
             return knobs
-        score = np.log(misfit / np.min(misfit)) + 0.5 * np.square((FIT_KNOBS - knobs["rate"]) / RATE_PRIOR_SPREAD)
-        knobs["rate"] = float(FIT_KNOBS[int(np.argmin(score))])
-        return knobs
+        knobs["rate"] = float(FIT_KNOBS[most_plausible(misfit, FIT_KNOBS, knobs["rate"], RATE_PRIOR_SPREAD, misfit_floor=0.0)])
+        return self._fitted_depth(before, after, sample_rate, knobs) if "depth" in knobs else knobs
+
+    def _fitted_depth(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
+                      knobs: dict[str, float]) -> dict[str, float]:
+        """``knobs`` (the rate measured) with the depth, and the rate refined, whose phased
+        ``before`` changes over time as ``after`` does (``FIT_DEPTHS``, ``FIT_RATE_OFFSETS``)."""
+        before_power = pooled_band_power(before, sample_rate)
+        target = change_pattern(before_power, pooled_band_power(after, sample_rate))
+        if target is None:
+            return knobs
+        prior = np.array([knobs["depth"], knobs["rate"]])
+
+        def misfit(candidate: dict[str, float]) -> float:
+            pattern = change_pattern(before_power, pooled_band_power(self.process(before, sample_rate, candidate),
+                                                                     sample_rate))
+            frames = min(len(pattern), len(target))
+            return float(np.mean(np.square(pattern[:frames] - target[:frames])))
+
+        def best(candidates: list[dict[str, float]]) -> dict[str, float]:
+            scores = np.array([misfit(candidate) for candidate in candidates])
+            rows = np.array([[candidate["depth"], candidate["rate"]] for candidate in candidates])
+            return candidates[most_plausible(scores, rows, prior, DEPTH_PRIOR_SPREAD)]
+
+        fitted = best([{**knobs, "depth": float(depth), "rate": float(np.clip(knobs["rate"] + offset, 0.0, 1.0))}
+                       for depth in FIT_COARSE_DEPTHS for offset in FIT_RATE_OFFSETS])
+        return best([{**fitted, "depth": float(depth)} for depth in FIT_DEPTHS])
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         feedback = MAX_FEEDBACK * knobs["feedback"]
