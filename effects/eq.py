@@ -33,8 +33,8 @@ MAX_FREQUENCY_OF_NYQUIST = 0.9
 FIT_KNOBS = ("frequency", "resonance", "gain")
 FIT_COARSE_STEPS = (0.02, 0.1, 0.05)
 FIT_REFINEMENT = 4
-# How far, in knob units, the fitted knobs may stray from the model's (the EQ model's
-# validation RMSE is 0.1 to 0.2 per knob).
+# How far, in knob units, the fitted knobs may stray from the model's (as for the phaser's
+# rate and the distortion's drive).
 KNOB_PRIOR_SPREAD = 0.2
 
 
@@ -65,7 +65,10 @@ def _coarse_bells(effect_type: type[HighBandEQ], sample_rate: int) -> tuple[np.n
     measurements: they depend on the sample rate and the knobs' ranges only."""
     effect = effect_type()
     grid = effect._fit_grid(None)
-    return grid, effect._bell_db(grid, sample_rate)
+    bells = effect._bell_db(grid, sample_rate)
+    grid.setflags(write=False)  # shared by every later call
+    bells.setflags(write=False)
+    return grid, bells
 
 
 class HighBandEQ(Effect):
