@@ -48,6 +48,13 @@ FIT_DRIVES = 36
 # validation RMSE is about 0.18): the spectrum decides between drives the model cannot
 # tell apart, the model where several drives fit about as well.
 DRIVE_PRIOR_SPREAD = 0.2
+# The mode: when the predicted mode at its fitted drive leaves the target's average
+# spectrum this far away or more (mean dB, ``spectrum_misfit``), the change is not that
+# shaper's alone, or not that shaper's: every other mode is fitted too (``FIT_MODE_DRIVES``
+# drives each, then the winner at ``FIT_DRIVES``), and one that comes under it takes over.
+# Under it, the model's mode stands (a close fit says little about the others).
+MODE_SWITCH_MISFIT_DB = 2.0
+FIT_MODE_DRIVES = 12
 
 Shaper = Callable[[np.ndarray], np.ndarray]
 
@@ -194,20 +201,43 @@ class Distortion(Effect):
         """``predicted`` with the drive whose shaped ``before`` has the average spectrum
         closest to ``after``'s, in the predicted mode, weighed against its distance from
         the predicted drive (``DRIVE_PRIOR_SPREAD``). A model reads the drive to about 0.18
-        of the knob; the harmonics the shaper adds pin it closer."""
+        of the knob; the harmonics the shaper adds pin it closer. When that leaves the
+        spectra ``MODE_SWITCH_MISFIT_DB`` apart or more, the other modes are fitted too
+        and the closest one under that misfit replaces the predicted mode."""
         knobs = dict(predicted)
         if "drive" not in knobs or "mode" not in knobs or len(before) < FIT_FFT or len(after) < FIT_FFT:
             return knobs
-        low, high = self.param("drive").sample_ranges[0]
-        drives = np.asarray(self.knob_steps(knobs).get("drive") or np.linspace(low, high, FIT_DRIVES))
         target_db = average_spectrum_db(after, sample_rate)
+        fitted = self._fitted_drive(before, target_db, sample_rate, knobs, FIT_DRIVES)
+        if fitted is None:  # nothing to tell the drives apart
+            return knobs
+        knobs, misfit = fitted
+        if misfit < MODE_SWITCH_MISFIT_DB:
+            return knobs
+        mode_spec = self.param("mode")
+        predicted_mode = mode_spec.class_index(knobs["mode"])
+        others = [self._fitted_drive(before, target_db, sample_rate, {**knobs, "mode": mode_spec.class_knob(index)},
+                                     FIT_MODE_DRIVES) for index in range(len(MODES)) if index != predicted_mode]
+        closest = min((other for other in others if other is not None), key=lambda other: other[1], default=None)
+        if closest is None or closest[1] >= MODE_SWITCH_MISFIT_DB:
+            return knobs
+        refined = self._fitted_drive(before, target_db, sample_rate, closest[0], FIT_DRIVES)
+        return refined[0] if refined is not None and refined[1] < misfit else knobs
+
+    def _fitted_drive(self, before: np.ndarray, target_db: np.ndarray, sample_rate: int,
+                      knobs: dict[str, float], count: int) -> tuple[dict[str, float], float] | None:
+        """``knobs`` with the most plausible of ``count`` drives across the sampled range
+        (every hold length in downsample mode) and its spectrum misfit; None when no drive
+        changes the misfit."""
+        low, high = self.param("drive").sample_ranges[0]
+        drives = np.asarray(self.knob_steps(knobs).get("drive") or np.linspace(low, high, count))
         shaped_db = np.stack([average_spectrum_db(self.process(before, sample_rate, {**knobs, "drive": drive}), sample_rate)
                               for drive in drives])
         misfit = spectrum_misfit(shaped_db, target_db)
-        if not np.max(misfit) > 0:  # nothing to tell the drives apart
-            return knobs
-        knobs["drive"] = float(drives[most_plausible(misfit, drives, knobs["drive"], DRIVE_PRIOR_SPREAD)])
-        return knobs
+        if not np.max(misfit) > 0:
+            return None
+        chosen = most_plausible(misfit, drives, knobs["drive"], DRIVE_PRIOR_SPREAD)
+        return {**knobs, "drive": float(drives[chosen])}, float(misfit[chosen])
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         if audio.shape[0] == 0:

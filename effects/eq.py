@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Mapping
 
 import numpy as np
@@ -14,6 +13,7 @@ from serumrnn.core.params import ParamSpec
 from serumrnn.effects.spectrum_fit import (
     FIT_FFT,
     average_spectrum_db,
+    knob_grid,
     most_plausible,
     spectrum_bins_hz,
     spectrum_misfit,
@@ -142,18 +142,8 @@ class HighBandEQ(Effect):
         return knobs
 
     def _fit_grid(self, around: np.ndarray | None) -> np.ndarray:
-        """Candidate ``FIT_KNOBS`` rows inside the sampled ranges: the coarse grid, or the
-        fine grid one coarse step either side of ``around``."""
-        axes = []
-        for index, (name, step) in enumerate(zip(FIT_KNOBS, FIT_COARSE_STEPS)):
-            ranges = self.param(name).sample_ranges
-            if around is None:
-                values = np.concatenate([np.arange(low, high + step / 2, step) for low, high in ranges])
-            else:
-                values = around[index] + step / FIT_REFINEMENT * np.arange(-FIT_REFINEMENT, FIT_REFINEMENT + 1)
-            inside = np.any([(values >= low - 1e-9) & (values <= high + 1e-9) for low, high in ranges], axis=0)
-            axes.append(np.round(values[inside], 6))
-        return np.array(list(itertools.product(*axes)))
+        """The coarse grid of ``FIT_KNOBS``, or the fine one around a coarse winner."""
+        return knob_grid(self, FIT_KNOBS, FIT_COARSE_STEPS, FIT_REFINEMENT, around)
 
     def _bell_db(self, candidates: np.ndarray, sample_rate: int) -> np.ndarray:
         """dB responses of the bells set by ``candidates`` rows, on the fit's bins."""

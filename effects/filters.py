@@ -55,3 +55,13 @@ def butterworth_sos(cutoff_hz: float, sample_rate: int, btype: str, sections: in
     a0 = 1.0 + alpha
     section = [b[0] / a0, b[1] / a0, b[2] / a0, 1.0, -2.0 * cos_w / a0, (1.0 - alpha) / a0]
     return np.tile(np.asarray(section, dtype=np.float64), (sections, 1))
+
+
+def sos_response(sos: np.ndarray, frequencies_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Complex frequency response of second-order sections at ``frequencies_hz`` (what
+    ``scipy.signal.sosfreqz`` gives, without importing scipy)."""
+    delay = np.exp(-2j * np.pi * np.asarray(frequencies_hz, np.float64) / sample_rate)
+    response = np.ones_like(delay)
+    for b0, b1, b2, a0, a1, a2 in np.asarray(sos, np.float64):
+        response *= (b0 + b1 * delay + b2 * delay**2) / (a0 + a1 * delay + a2 * delay**2)
+    return response

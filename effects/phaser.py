@@ -125,18 +125,16 @@ def change_pattern(before_power: np.ndarray, after_power: np.ndarray) -> np.ndar
     return ratio
 
 
-def lfo_phase_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
-                     rates_hz: np.ndarray) -> np.ndarray | None:
-    """For each rate in ``rates_hz``, how badly the change from ``before`` to ``after`` is
-    explained as a function of that LFO's phase: the phaser starts its LFO at the start
-    of the note, so its notches at time t depend on sin(2 pi rate t) only. Frames of the
-    ``change_pattern`` sorted by that value should then change smoothly; the misfit is
-    the summed squared step between neighbours in that order (lower is better), each band
-    scaled to unit spread first. None when nothing changes over time."""
-    ratio = change_pattern(pooled_band_power(before, sample_rate), pooled_band_power(after, sample_rate))
-    if ratio is None or float(np.max(np.abs(ratio))) < 1e-4:
+def lfo_phase_misfit(pattern: np.ndarray | None, sample_rate: int, rates_hz: np.ndarray) -> np.ndarray | None:
+    """For each rate in ``rates_hz``, how badly a ``change_pattern`` is explained as a
+    function of that LFO's phase: the phaser starts its LFO at the start of the note, so
+    its notches at time t depend on sin(2 pi rate t) only. Frames of the pattern sorted by
+    that value should then change smoothly; the misfit is the summed squared step between
+    neighbours in that order (lower is better), each band scaled to unit spread first.
+    None when nothing changes over time."""
+    if pattern is None or float(np.max(np.abs(pattern))) < 1e-4:
         return None
-    ratio = (ratio / (ratio.std(axis=0, keepdims=True) + 1e-3)).astype(np.float32)
+    ratio = (pattern / (pattern.std(axis=0, keepdims=True) + 1e-3)).astype(np.float32)
     times = np.arange(len(ratio)) * FIT_HOP / sample_rate
     order = np.argsort(np.sin(2.0 * np.pi * np.asarray(rates_hz)[:, None] * times[None, :]), axis=1, kind="stable")
     return np.sum(np.square(np.diff(ratio[order], axis=1)), axis=(1, 2), dtype=np.float64)
@@ -197,20 +195,19 @@ class Phaser(Effect):
         if "rate" not in knobs:
             return knobs
         spec = self.param("rate")
-        misfit = lfo_phase_misfit(before, after, sample_rate, np.array([spec.physical(knob) for knob in FIT_KNOBS]))
+        before_power = pooled_band_power(before, sample_rate)
+        target = change_pattern(before_power, pooled_band_power(after, sample_rate))
+        misfit = lfo_phase_misfit(target, sample_rate, np.array([spec.physical(knob) for knob in FIT_KNOBS]))
         if misfit is None or not np.min(misfit) > 0:
             return knobs
         knobs["rate"] = float(FIT_KNOBS[most_plausible(misfit, FIT_KNOBS, knobs["rate"], RATE_PRIOR_SPREAD, misfit_floor=0.0)])
-        return self._fitted_depth(before, after, sample_rate, knobs) if "depth" in knobs else knobs
+        return self._fitted_depth(before, before_power, target, sample_rate, knobs) if "depth" in knobs else knobs
 
-    def _fitted_depth(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
+    def _fitted_depth(self, before: np.ndarray, before_power: np.ndarray, target: np.ndarray, sample_rate: int,
                       knobs: dict[str, float]) -> dict[str, float]:
         """``knobs`` (the rate measured) with the depth, and the rate refined, whose phased
-        ``before`` changes over time as ``after`` does (``FIT_DEPTHS``, ``FIT_RATE_OFFSETS``)."""
-        before_power = pooled_band_power(before, sample_rate)
-        target = change_pattern(before_power, pooled_band_power(after, sample_rate))
-        if target is None:
-            return knobs
+        ``before`` (pooled: ``before_power``) changes over time as the target does (its
+        ``change_pattern``: ``target``; ``FIT_DEPTHS``, ``FIT_RATE_OFFSETS``)."""
         prior = np.array([knobs["depth"], knobs["rate"]])
 
         def misfit(candidate: dict[str, float]) -> float:

@@ -5,12 +5,15 @@ The tail is cut at the input's length, as for every effect of the rack.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pedalboard
 
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
-from serumrnn.effects.filters import butterworth_sos, sosfilt
+from serumrnn.effects.filters import butterworth_sos, sos_response, sosfilt
+from serumrnn.effects.spectrum_fit import knob_grid, most_plausible
 
 ROOM_SIZE = 0.9  # hall
 DAMPING = 0.4
@@ -19,6 +22,33 @@ DAMPING = 0.4
 WET_TRIM = 0.5
 MIN_LOW_CUT_HZ, MAX_LOW_CUT_HZ = 20.0, 1000.0
 MIN_HIGH_CUT_HZ, MAX_HIGH_CUT_HZ = 1000.0, 20000.0
+# The fit: the hall's wet sound is rendered once; its cuts are linear filters and the mix
+# a weighted sum, so each candidate's power per frame and band follows from the dry and
+# wet spectra without rendering: |a X + b H W|^2 = a^2 |X|^2 + b^2 |H|^2 |W|^2
+# + 2ab Re(conj(X) H W), summed over each band's bins. FFTs of 1024 every 512, summed in
+# segments of four frames (the tail's growth over time is what tells the mix), 40
+# log-spaced bands over 60 Hz-16 kHz, levels floored 60 dB under the target's loudest.
+FIT_FFT, FIT_HOP, FIT_BANDS, FIT_BAND_HZ, FIT_FLOOR_DB = 1024, 512, 40, (60.0, 16000.0), 60.0
+FIT_FRAMES_PER_SEGMENT = 4  # about 46 ms: the tail's growth still shows
+FIT_KNOBS = ("mix", "low_cut", "high_cut")
+# A coarse grid over the sampled ranges (these steps in knob units), then one twice as
+# fine, one coarse step either side of its winner.
+FIT_COARSE_STEPS = (0.05, 0.1, 0.1)
+FIT_REFINEMENT = 2
+# How far, in knob units, the fitted knobs may stray from the model's.
+KNOB_PRIOR_SPREAD = 0.2
+
+
+def _sum_segments(frames: np.ndarray, segment_of_frame: np.ndarray) -> np.ndarray:
+    """Rows of ``frames`` summed per segment (consecutive frames with the same index)."""
+    starts = np.flatnonzero(np.r_[True, np.diff(segment_of_frame) != 0])
+    return np.add.reduceat(frames, starts, axis=0)
+
+
+def _hall(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """The hall's wet signal, before the cuts and the mix."""
+    hall = pedalboard.Reverb(room_size=ROOM_SIZE, damping=DAMPING, wet_level=1.0, dry_level=0.0, width=1.0)
+    return hall.process(audio, sample_rate, reset=True)
 
 
 class HallReverb(Effect):
@@ -65,20 +95,83 @@ class HallReverb(Effect):
         ),
     )
 
+    def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
+                       predicted: Mapping[str, float]) -> dict[str, float]:
+        """``predicted`` with the mix and cuts whose reverb of ``before`` has the power over
+        time and frequency closest to ``after``'s (levels aside), weighed against their
+        distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail
+        builds and which bands it fills tell mix and cuts apart more exactly than the
+        features a model reads."""
+        from serumrnn.core.features import framed_rfft
+
+        knobs = dict(predicted)
+        if any(name not in knobs for name in FIT_KNOBS) or min(len(before), len(after)) < FIT_FFT:
+            return knobs
+        before = np.ascontiguousarray(before, dtype=np.float32)
+        dry, wet, target = (framed_rfft(audio, FIT_FFT, FIT_HOP)
+                            for audio in (before, _hall(before, sample_rate), np.asarray(after, np.float32)))
+        frames = min(len(dry), len(target))
+        dry, wet = dry[:frames].astype(np.complex128), wet[:frames].astype(np.complex128)
+        bins_hz = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
+        band_of_bin = np.digitize(bins_hz, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
+        membership = (band_of_bin[:, None] == np.arange(FIT_BANDS)[None, :]).astype(np.float64)
+        target_db = np.square(np.abs(target[:frames]), dtype=np.float64) @ membership
+        # Sums over time commute with the per-bin products below: pool the frames first.
+        segments = np.arange(frames) // FIT_FRAMES_PER_SEGMENT
+        target_db = _sum_segments(target_db, segments)
+        dry_power = _sum_segments(np.square(np.abs(dry)) @ membership, segments)
+        wet_power = _sum_segments(np.square(np.abs(wet)), segments)
+        cross = _sum_segments(np.conj(dry) * wet, segments)
+        target_db = 10.0 * np.log10(target_db + 1e-12)
+        floor = float(np.max(target_db)) - FIT_FLOOR_DB
+        target_db = np.maximum(target_db, floor)
+        predicted_knobs = np.array([knobs[name] for name in FIT_KNOBS])
+
+        def misfit(candidates: np.ndarray) -> np.ndarray:
+            cuts, pair_of_row = np.unique(candidates[:, 1:], axis=0, return_inverse=True)
+            response = np.stack([self._cut_response(pair, bins_hz, sample_rate) for pair in cuts])  # (pairs, bins)
+            # every pair's pooled wet power and dry-wet cross term at once: (pairs, frames, bands)
+            wet_band = (wet_power[None] * np.square(np.abs(response))[:, None, :]) @ membership
+            cross_band = (cross.real[None] * response.real[:, None, :] - cross.imag[None] * response.imag[:, None, :]) @ membership
+            dry_gain = (1.0 - candidates[:, 0])[:, None, None]
+            wet_gain = (WET_TRIM * candidates[:, 0])[:, None, None]
+            pair_of_row = pair_of_row.reshape(-1)
+            power = (dry_gain**2 * dry_power + wet_gain**2 * wet_band[pair_of_row]
+                     + 2.0 * dry_gain * wet_gain * cross_band[pair_of_row])
+            difference = np.maximum(10.0 * np.log10(np.maximum(power, 0.0) + 1e-12), floor) - target_db
+            difference -= np.median(difference.reshape(len(candidates), -1), axis=1)[:, None, None]
+            return np.mean(np.abs(difference), axis=(1, 2))
+
+        best = None
+        for _ in ("coarse", "fine"):
+            grid = self._fit_grid(best)
+            scores = misfit(grid)
+            if not np.max(scores) > 0:  # nothing tells the candidates apart
+                return knobs
+            best = grid[most_plausible(scores, grid, predicted_knobs, KNOB_PRIOR_SPREAD)]
+        knobs.update({name: float(value) for name, value in zip(FIT_KNOBS, best)})
+        return knobs
+
+    def _fit_grid(self, around: np.ndarray | None) -> np.ndarray:
+        """The coarse grid of ``FIT_KNOBS``, or the fine one around a coarse winner."""
+        return knob_grid(self, FIT_KNOBS, FIT_COARSE_STEPS, FIT_REFINEMENT, around)
+
+    def _cuts(self, low_cut: float, high_cut: float, sample_rate: int) -> np.ndarray:
+        """The wet signal's high-pass and low-pass sections (``butterworth_sos`` clamps
+        both cut-offs below Nyquist)."""
+        return np.concatenate([
+            butterworth_sos(self.param("low_cut").physical(low_cut), sample_rate, "highpass"),
+            butterworth_sos(self.param("high_cut").physical(high_cut), sample_rate, "lowpass"),
+        ])
+
+    def _cut_response(self, cuts: np.ndarray, bins_hz: np.ndarray, sample_rate: int) -> np.ndarray:
+        return sos_response(self._cuts(float(cuts[0]), float(cuts[1]), sample_rate), bins_hz, sample_rate)
+
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         if audio.shape[0] == 0:
             return audio.copy()
-        hall = pedalboard.Reverb(
-            room_size=ROOM_SIZE, damping=DAMPING, wet_level=1.0, dry_level=0.0, width=1.0
-        )
-        wet = hall.process(audio, sample_rate, reset=True)
-        # butterworth_sos clamps both cut-offs below Nyquist.
-        cuts = np.concatenate(
-            [
-                butterworth_sos(self.param("low_cut").physical(knobs["low_cut"]), sample_rate, "highpass"),
-                butterworth_sos(self.param("high_cut").physical(knobs["high_cut"]), sample_rate, "lowpass"),
-            ]
-        )
+        wet = _hall(audio, sample_rate)
+        cuts = self._cuts(knobs["low_cut"], knobs["high_cut"], sample_rate)
         wet = sosfilt(cuts.astype(np.float32), wet)  # float32 in and out
         mix = knobs["mix"]
         return np.float32(1.0 - mix) * audio + np.float32(mix * WET_TRIM) * wet

@@ -10,6 +10,9 @@ the measurement cannot.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Sequence
+
 import numpy as np
 
 # FFTs of 4096 samples every 1024 (a harmonic's bin stays apart from its neighbours' down
@@ -57,3 +60,20 @@ def most_plausible(misfit: np.ndarray, candidates: np.ndarray, predicted: np.nda
     distance = np.square(offsets) if offsets.ndim == 1 else np.sum(np.square(offsets), axis=1)
     score = np.log((misfit + misfit_floor) / (np.min(misfit) + misfit_floor)) + 0.5 * distance
     return int(np.argmin(score))
+
+
+def knob_grid(effect, names: Sequence[str], coarse_steps: Sequence[float], refinement: int,
+              around: np.ndarray | None = None) -> np.ndarray:
+    """Candidate rows of ``effect``'s knobs ``names`` inside their sampled ranges: a coarse
+    grid (``coarse_steps`` in knob units), or, ``around`` a coarse winner, one
+    ``refinement`` times finer reaching one coarse step either side."""
+    axes = []
+    for index, (name, step) in enumerate(zip(names, coarse_steps)):
+        ranges = effect.param(name).sample_ranges
+        if around is None:
+            values = np.concatenate([np.arange(low, high + step / 2, step) for low, high in ranges])
+        else:
+            values = around[index] + step / refinement * np.arange(-refinement, refinement + 1)
+        inside = np.any([(values >= low - 1e-9) & (values <= high + 1e-9) for low, high in ranges], axis=0)
+        axes.append(np.round(values[inside], 6))
+    return np.array(list(itertools.product(*axes)))

@@ -327,7 +327,7 @@ def test_the_phaser_rate_fit_finds_where_its_sweep_is_in_time(note, rate_knob, p
     """The first part of the phaser's measurement: a model reads the rate to about 0.15 of
     the knob; the LFO-phase fit, from that prediction, lands within 0.005 (1.5% in Hz),
     slow rates included, also with a compressor after the phaser."""
-    from serumrnn.effects.phaser import FIT_KNOBS, RATE_PRIOR_SPREAD, lfo_phase_misfit
+    from serumrnn.effects.phaser import FIT_KNOBS, RATE_PRIOR_SPREAD, change_pattern, lfo_phase_misfit, pooled_band_power
     from serumrnn.effects.spectrum_fit import most_plausible
 
     phaser, compressor = effect_named("phaser"), effect_named("compressor")
@@ -335,7 +335,8 @@ def test_the_phaser_rate_fit_finds_where_its_sweep_is_in_time(note, rate_knob, p
     predicted = min(max(rate_knob + prior_offset, 0.0), 1.0)
     rates_hz = np.array([phaser.param("rate").physical(knob) for knob in FIT_KNOBS])
     for after in (phased, compressor.process(phased, SAMPLE_RATE, {"low": 0.8, "mid": 0.8, "high": 0.8})):
-        misfit = lfo_phase_misfit(note, after, SAMPLE_RATE, rates_hz)
+        pattern = change_pattern(*(pooled_band_power(audio, SAMPLE_RATE) for audio in (note, after)))
+        misfit = lfo_phase_misfit(pattern, SAMPLE_RATE, rates_hz)
         fitted = FIT_KNOBS[most_plausible(misfit, FIT_KNOBS, predicted, RATE_PRIOR_SPREAD, misfit_floor=0.0)]
         assert abs(fitted - rate_knob) < 0.005
 
@@ -372,6 +373,43 @@ def test_the_distortion_measures_its_drive_from_the_harmonics_it_added(note, mod
     assert measured["mode"] == mode_knob
     assert np.allclose(distortion.process(note, SAMPLE_RATE, measured), after, atol=1e-6) or \
         abs(measured["drive"] - drive) <= 0.0101
+
+
+@pytest.mark.parametrize("true_mode, predicted_mode", [
+    ("sine fold", "hard clip"), ("downsample", "zero-square"), ("rectify", "x-shaper"), ("tube", "sine fold"),
+    ("soft clip", "diode 1"),
+])
+@pytest.mark.parametrize("drive", [0.5, 0.8])
+def test_the_distortion_replaces_a_mode_its_harmonics_rule_out(note, true_mode, predicted_mode, drive):
+    """A lone shaper in a mode the model missed (pairs it confused on held-out patches):
+    no drive of the predicted mode comes near the target's spectrum, so every mode is
+    fitted and the one that made the sound takes over, with its drive."""
+    distortion = effect_named("distortion")
+    true_knob, predicted_knob = ((MODES.index(mode) + 0.5) / len(MODES) for mode in (true_mode, predicted_mode))
+    after = distortion.process(note, SAMPLE_RATE, {"mode": true_knob, "drive": drive})
+    measured = distortion.measured_knobs(note, after, SAMPLE_RATE, {"mode": predicted_knob, "drive": drive + 0.1})
+    assert measured["mode"] == true_knob
+    assert np.allclose(distortion.process(note, SAMPLE_RATE, measured), after, atol=1e-6) or \
+        abs(measured["drive"] - drive) <= 0.0101
+
+
+@pytest.mark.parametrize("true_mode, predicted_mode", [("zero-square", "asymmetric"), ("hard clip", "tube"),
+                                                       ("diode 2", "tube")])
+def test_the_distortion_keeps_a_predicted_mode_that_explains_the_sound(note, true_mode, predicted_mode):
+    """Some drive of the predicted mode brings the spectrum within ``MODE_SWITCH_MISFIT_DB``
+    of a saw shaped in a similar mode: a close fit says little about the other modes, so
+    the model's mode stands (the drive is still measured)."""
+    from serumrnn.effects.distortion import MODE_SWITCH_MISFIT_DB
+    from serumrnn.effects.spectrum_fit import average_spectrum_db, spectrum_misfit
+
+    distortion = effect_named("distortion")
+    true_knob, predicted_knob = ((MODES.index(mode) + 0.5) / len(MODES) for mode in (true_mode, predicted_mode))
+    after = distortion.process(note, SAMPLE_RATE, {"mode": true_knob, "drive": 0.8})
+    measured = distortion.measured_knobs(note, after, SAMPLE_RATE, {"mode": predicted_knob, "drive": 0.7})
+    assert measured["mode"] == predicted_knob
+    shaped = distortion.process(note, SAMPLE_RATE, measured)
+    assert spectrum_misfit(average_spectrum_db(shaped, SAMPLE_RATE), average_spectrum_db(after, SAMPLE_RATE)) \
+        < MODE_SWITCH_MISFIT_DB
 
 
 def test_the_distortion_drive_measurement_sees_through_a_reverb_after_it(note):
@@ -427,15 +465,46 @@ def test_the_eq_measures_its_bell_from_the_spectrum_change(note, frequency, reso
     assert misfits[0] < 0.5 * misfits[1]
 
 
+def test_sos_response_is_scipys():
+    """The reverb's fit evaluates its cuts' responses without scipy; the same numbers."""
+    import scipy.signal
+
+    from serumrnn.effects.filters import butterworth_sos, sos_response
+
+    frequencies = np.linspace(0.0, 22000.0, 301)
+    for cutoff, kind, sections in ((40.0, "highpass", 1), (3000.0, "lowpass", 2), (21000.0, "lowpass", 1)):
+        sos = butterworth_sos(cutoff, SAMPLE_RATE, kind, sections)
+        _, expected = scipy.signal.sosfreqz(sos, worN=frequencies, fs=SAMPLE_RATE)
+        assert np.allclose(sos_response(sos, frequencies, SAMPLE_RATE), expected, atol=1e-9)
+
+
+@pytest.mark.parametrize("knobs", [(0.5, 0.3, 0.7), (0.35, 0.1, 0.4), (0.65, 0.6, 0.9), (0.4, 0.8, 0.2)])
+@pytest.mark.parametrize("prior_offset", [-0.1, 0.1])
+def test_the_reverb_measures_its_mix_and_cuts_from_the_tail(note, knobs, prior_offset):
+    """From every knob 0.1 off, the reverb's measurement finds the mix (how fast the tail
+    builds against the dry sound) and the high cut (which bands the tail fills) on its
+    fine grid; the low cut, which acts below this saw's fundamental, ends no farther from
+    the truth than predicted."""
+    reverb, quiet = effect_named("reverb"), 0.4 * note
+    true = dict(zip(("mix", "low_cut", "high_cut"), knobs))
+    after = reverb.process(quiet, SAMPLE_RATE, true)
+    predicted = {name: float(np.clip(value + prior_offset, 0.0, 1.0)) for name, value in true.items()}
+    measured = reverb.measured_knobs(quiet, after, SAMPLE_RATE, predicted)
+    assert abs(measured["mix"] - true["mix"]) < 0.013
+    assert abs(measured["high_cut"] - true["high_cut"]) < 0.026
+    assert abs(measured["low_cut"] - true["low_cut"]) <= abs(predicted["low_cut"] - true["low_cut"]) + 1e-9
+
+
 def test_knob_measurements_leave_the_prediction_alone_without_a_change_to_read(note):
-    """Nothing changed: the phaser keeps the predicted rate; an effect without a
-    measurement, and a bare effect type a rack may hand out, give the prediction back."""
+    """Nothing changed: the phaser keeps the predicted rate; a prediction without the
+    knobs a measurement reads, and a bare effect type a rack may hand out, come back as
+    they were."""
     from serumrnn.core.rack import Rack
 
     predicted = {"depth": 0.3, "rate": 0.42, "feedback": 0.6}
     assert effect_named("phaser").measured_knobs(note, note, SAMPLE_RATE, predicted) == predicted
     reverb = effect_named("reverb")
-    assert reverb.measured_knobs(note, note * 0.5, SAMPLE_RATE, {"mix": 0.2}) == {"mix": 0.2}
+    assert reverb.measured_knobs(note, note * 0.5, SAMPLE_RATE, {"mix": 0.2}) == {"mix": 0.2}  # knobs missing
 
     class Bare:
         name, params, pure = "bare", (), True
