@@ -29,7 +29,7 @@ def test_single_effect(benchmark, rack, effect):
     benchmark(rack.effect(effect).process, dry, rack.sample_rate, knobs)
 
 
-@pytest.mark.parametrize("case", ["distortion", "distortion, mode missed", "eq", "phaser", "reverb"])
+@pytest.mark.parametrize("case", ["compressor", "distortion", "distortion, mode missed", "eq", "phaser", "reverb"])
 def test_measured_knobs(benchmark, rack, case):
     """An effect measuring its knobs from the sounds before and after it (every plain step's
     prediction passes through this), starting 0.15 off; a missed distortion mode (six

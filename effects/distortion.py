@@ -15,7 +15,7 @@ import numpy as np
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import lfilter
-from serumrnn.effects.spectrum_fit import FIT_FFT, average_spectrum_db, most_plausible, spectrum_misfit
+from serumrnn.effects.spectrum_fit import FIT_FFT, average_spectrum_db, detail_misfit, most_plausible, spectrum_misfit
 
 MODES: tuple[str, ...] = (
     "tube",
@@ -42,7 +42,8 @@ DC_BLOCK_HZ = 10.0
 # The drive fit: the sound shaped at 36 drives across the sampled range, compared by
 # long-term average spectrum (``spectrum_fit``). Later effects in a chain (filters,
 # reverb, a compressor) change that spectrum smoothly or by a level; the shaper's
-# harmonics do not.
+# harmonics do not: the drive is chosen by the spectra's detail (``detail_misfit``), the
+# mode rule below reads the whole misfit (``spectrum_misfit``).
 FIT_DRIVES = 36
 # How far, in knob units, the fitted drive may stray from the model's (the drive model's
 # validation RMSE is about 0.18): the spectrum decides between drives the model cannot
@@ -227,8 +228,8 @@ class Distortion(Effect):
     def _fitted_drive(self, before: np.ndarray, target_db: np.ndarray, sample_rate: int,
                       knobs: dict[str, float], count: int) -> tuple[dict[str, float], float] | None:
         """``knobs`` with the most plausible of ``count`` drives across the sampled range
-        (every hold length in downsample mode) and its spectrum misfit; None when no drive
-        changes the misfit."""
+        (every hold length in downsample mode; judged by the spectra's detail) and its
+        whole spectrum misfit; None when no drive changes that misfit."""
         low, high = self.param("drive").sample_ranges[0]
         drives = np.asarray(self.knob_steps(knobs).get("drive") or np.linspace(low, high, count))
         shaped_db = np.stack([average_spectrum_db(self.process(before, sample_rate, {**knobs, "drive": drive}), sample_rate)
@@ -236,7 +237,8 @@ class Distortion(Effect):
         misfit = spectrum_misfit(shaped_db, target_db)
         if not np.max(misfit) > 0:
             return None
-        chosen = most_plausible(misfit, drives, knobs["drive"], DRIVE_PRIOR_SPREAD)
+        chosen = most_plausible(detail_misfit(shaped_db, target_db, sample_rate), drives, knobs["drive"],
+                                DRIVE_PRIOR_SPREAD)
         return {**knobs, "drive": float(drives[chosen])}, float(misfit[chosen])
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:

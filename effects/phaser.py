@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,7 +9,7 @@ import pedalboard
 
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
-from serumrnn.effects.spectrum_fit import most_plausible
+from serumrnn.effects.spectrum_fit import log_band_membership, most_plausible
 
 # 0.5 Hz is the slowest rate that still sweeps half a cycle in a one-second note.
 MIN_RATE_HZ = 0.5
@@ -99,16 +98,7 @@ def pooled_band_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     from serumrnn.core.features import framed_rfft
 
     power = np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP)), dtype=np.float64)
-    return power @ _band_membership(sample_rate)
-
-
-@functools.lru_cache(maxsize=8)
-def _band_membership(sample_rate: int) -> np.ndarray:
-    """``(bins, FIT_BANDS)``: 1 where an FFT bin falls in a band (a product pools faster
-    than adding bins one by one)."""
-    bins = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
-    band_of_bin = np.digitize(bins, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
-    return (band_of_bin[:, None] == np.arange(FIT_BANDS)[None, :]).astype(np.float64)
+    return power @ log_band_membership(FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ)
 
 
 def change_pattern(before_power: np.ndarray, after_power: np.ndarray) -> np.ndarray | None:

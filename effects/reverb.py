@@ -13,7 +13,15 @@ import pedalboard
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import butterworth_sos, sos_response, sosfilt
-from serumrnn.effects.spectrum_fit import knob_grid, most_plausible
+from serumrnn.effects.spectrum_fit import (
+    TIME_FIT_FFT,
+    TIME_FIT_HOP,
+    fitted_on_grids,
+    sum_segments,
+    time_band_membership,
+    time_band_misfit,
+    time_band_target_db,
+)
 
 ROOM_SIZE = 0.9  # hall
 DAMPING = 0.4
@@ -23,13 +31,10 @@ WET_TRIM = 0.5
 MIN_LOW_CUT_HZ, MAX_LOW_CUT_HZ = 20.0, 1000.0
 MIN_HIGH_CUT_HZ, MAX_HIGH_CUT_HZ = 1000.0, 20000.0
 # The fit: the hall's wet sound is rendered once; its cuts are linear filters and the mix
-# a weighted sum, so each candidate's power per frame and band follows from the dry and
-# wet spectra without rendering: |a X + b H W|^2 = a^2 |X|^2 + b^2 |H|^2 |W|^2
-# + 2ab Re(conj(X) H W), summed over each band's bins. FFTs of 1024 every 512, summed in
-# segments of four frames (the tail's growth over time is what tells the mix), 40
-# log-spaced bands over 60 Hz-16 kHz, levels floored 60 dB under the target's loudest.
-FIT_FFT, FIT_HOP, FIT_BANDS, FIT_BAND_HZ, FIT_FLOOR_DB = 1024, 512, 40, (60.0, 16000.0), 60.0
-FIT_FRAMES_PER_SEGMENT = 4  # about 46 ms: the tail's growth still shows
+# a weighted sum, so each candidate's power per segment and band (``spectrum_fit``'s fits
+# over time: how fast the tail builds tells the mix, which bands it fills the cuts)
+# follows from the dry and wet spectra without rendering:
+# |a X + b H W|^2 = a^2 |X|^2 + b^2 |H|^2 |W|^2 + 2ab Re(conj(X) H W), summed over each band's bins.
 FIT_KNOBS = ("mix", "low_cut", "high_cut")
 # A coarse grid over the sampled ranges (these steps in knob units), then one twice as
 # fine, one coarse step either side of its winner.
@@ -37,12 +42,6 @@ FIT_COARSE_STEPS = (0.05, 0.1, 0.1)
 FIT_REFINEMENT = 2
 # How far, in knob units, the fitted knobs may stray from the model's.
 KNOB_PRIOR_SPREAD = 0.2
-
-
-def _sum_segments(frames: np.ndarray, segment_of_frame: np.ndarray) -> np.ndarray:
-    """Rows of ``frames`` summed per segment (consecutive frames with the same index)."""
-    starts = np.flatnonzero(np.r_[True, np.diff(segment_of_frame) != 0])
-    return np.add.reduceat(frames, starts, axis=0)
 
 
 def _hall(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -105,26 +104,20 @@ class HallReverb(Effect):
         from serumrnn.core.features import framed_rfft
 
         knobs = dict(predicted)
-        if any(name not in knobs for name in FIT_KNOBS) or min(len(before), len(after)) < FIT_FFT:
+        if any(name not in knobs for name in FIT_KNOBS) or min(len(before), len(after)) < TIME_FIT_FFT:
             return knobs
         before = np.ascontiguousarray(before, dtype=np.float32)
-        dry, wet, target = (framed_rfft(audio, FIT_FFT, FIT_HOP)
+        dry, wet, target = (framed_rfft(audio, TIME_FIT_FFT, TIME_FIT_HOP)
                             for audio in (before, _hall(before, sample_rate), np.asarray(after, np.float32)))
         frames = min(len(dry), len(target))
         dry, wet = dry[:frames].astype(np.complex128), wet[:frames].astype(np.complex128)
-        bins_hz = np.fft.rfftfreq(FIT_FFT, 1.0 / sample_rate)
-        band_of_bin = np.digitize(bins_hz, np.geomspace(*FIT_BAND_HZ, FIT_BANDS + 1)) - 1
-        membership = (band_of_bin[:, None] == np.arange(FIT_BANDS)[None, :]).astype(np.float64)
-        target_db = np.square(np.abs(target[:frames]), dtype=np.float64) @ membership
+        bins_hz = np.fft.rfftfreq(TIME_FIT_FFT, 1.0 / sample_rate)
+        membership = time_band_membership(sample_rate)
+        target_db, floor = time_band_target_db(target[:frames], sample_rate)
         # Sums over time commute with the per-bin products below: pool the frames first.
-        segments = np.arange(frames) // FIT_FRAMES_PER_SEGMENT
-        target_db = _sum_segments(target_db, segments)
-        dry_power = _sum_segments(np.square(np.abs(dry)) @ membership, segments)
-        wet_power = _sum_segments(np.square(np.abs(wet)), segments)
-        cross = _sum_segments(np.conj(dry) * wet, segments)
-        target_db = 10.0 * np.log10(target_db + 1e-12)
-        floor = float(np.max(target_db)) - FIT_FLOOR_DB
-        target_db = np.maximum(target_db, floor)
+        dry_power = sum_segments(np.square(np.abs(dry)) @ membership)
+        wet_power = sum_segments(np.square(np.abs(wet)))
+        cross = sum_segments(np.conj(dry) * wet)
         predicted_knobs = np.array([knobs[name] for name in FIT_KNOBS])
 
         def misfit(candidates: np.ndarray) -> np.ndarray:
@@ -138,23 +131,14 @@ class HallReverb(Effect):
             pair_of_row = pair_of_row.reshape(-1)
             power = (dry_gain**2 * dry_power + wet_gain**2 * wet_band[pair_of_row]
                      + 2.0 * dry_gain * wet_gain * cross_band[pair_of_row])
-            difference = np.maximum(10.0 * np.log10(np.maximum(power, 0.0) + 1e-12), floor) - target_db
-            difference -= np.median(difference.reshape(len(candidates), -1), axis=1)[:, None, None]
-            return np.mean(np.abs(difference), axis=(1, 2))
+            return time_band_misfit(power, target_db, floor)
 
-        best = None
-        for _ in ("coarse", "fine"):
-            grid = self._fit_grid(best)
-            scores = misfit(grid)
-            if not np.max(scores) > 0:  # nothing tells the candidates apart
-                return knobs
-            best = grid[most_plausible(scores, grid, predicted_knobs, KNOB_PRIOR_SPREAD)]
+        best = fitted_on_grids(self, FIT_KNOBS, FIT_COARSE_STEPS, FIT_REFINEMENT, misfit, predicted_knobs,
+                               KNOB_PRIOR_SPREAD)
+        if best is None:
+            return knobs
         knobs.update({name: float(value) for name, value in zip(FIT_KNOBS, best)})
         return knobs
-
-    def _fit_grid(self, around: np.ndarray | None) -> np.ndarray:
-        """The coarse grid of ``FIT_KNOBS``, or the fine one around a coarse winner."""
-        return knob_grid(self, FIT_KNOBS, FIT_COARSE_STEPS, FIT_REFINEMENT, around)
 
     def _cuts(self, low_cut: float, high_cut: float, sample_rate: int) -> np.ndarray:
         """The wet signal's high-pass and low-pass sections (``butterworth_sos`` clamps

@@ -495,6 +495,53 @@ def test_the_reverb_measures_its_mix_and_cuts_from_the_tail(note, knobs, prior_o
     assert abs(measured["low_cut"] - true["low_cut"]) <= abs(predicted["low_cut"] - true["low_cut"]) + 1e-9
 
 
+def test_the_compressor_output_is_linear_in_its_amounts(note):
+    """Its gains follow the input's band levels, not the knobs, so a mix of two settings'
+    outputs is the output of the mixed setting (the fit scores amounts without rendering;
+    a quieter note: the clip at full scale is not the compressor's)."""
+    compressor, note = effect_named("compressor"), 0.3 * note
+    first, second = {"low": 0.9, "mid": 0.1, "high": 0.6}, {"low": 0.2, "mid": 0.7, "high": 0.0}
+    mixed = {name: 0.25 * first[name] + 0.75 * second[name] for name in first}
+    expected = 0.25 * compressor.process(note, SAMPLE_RATE, first) + 0.75 * compressor.process(note, SAMPLE_RATE, second)
+    assert np.allclose(compressor.process(note, SAMPLE_RATE, mixed), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("knobs", [(0.23, 0.47, 0.81), (0.68, 0.33, 0.52), (0.51, 0.87, 0.12), (0.88, 0.61, 0.38)])
+@pytest.mark.parametrize("prior_offset", [-0.15, 0.15])
+def test_the_compressor_measures_its_amounts_from_the_band_levels(note, knobs, prior_offset):
+    """A model reads each amount to about 0.2. From every amount 0.15 off (alternating
+    sides), the measurement finds the mid and high amounts within one fine-grid step (0.05) and
+    brings the power over time and bands to under a quarter of the prediction's misfit;
+    the low amount (this saw's fundamental alone, which the level set aside hides)
+    ends no farther off than predicted. (A quieter note, as above.)"""
+    from serumrnn.core.features import framed_rfft
+    from serumrnn.effects.spectrum_fit import (
+        TIME_FIT_FFT,
+        TIME_FIT_HOP,
+        sum_segments,
+        time_band_membership,
+        time_band_misfit,
+        time_band_target_db,
+    )
+
+    compressor, note = effect_named("compressor"), 0.3 * note
+    true = dict(zip(("low", "mid", "high"), knobs))
+    after = compressor.process(note, SAMPLE_RATE, true)
+    predicted = {name: float(np.clip(value + sign * prior_offset, 0.0, 1.0))
+                 for (name, value), sign in zip(true.items(), (1, -1, 1))}
+    measured = compressor.measured_knobs(note, after, SAMPLE_RATE, predicted)
+    assert abs(measured["mid"] - true["mid"]) < 0.051 and abs(measured["high"] - true["high"]) < 0.051
+    assert abs(measured["low"] - true["low"]) <= abs(predicted["low"] - true["low"]) + 1e-9
+    target_db, floor = time_band_target_db(framed_rfft(after, TIME_FIT_FFT, TIME_FIT_HOP), SAMPLE_RATE)
+
+    def misfit(knob_values: dict[str, float]) -> float:
+        spectrum = framed_rfft(compressor.process(note, SAMPLE_RATE, knob_values), TIME_FIT_FFT, TIME_FIT_HOP)
+        power = sum_segments(np.square(np.abs(spectrum), dtype=np.float64) @ time_band_membership(SAMPLE_RATE))
+        return float(time_band_misfit(power[None], target_db, floor)[0])
+
+    assert misfit(measured) < 0.25 * misfit(predicted)
+
+
 def test_knob_measurements_leave_the_prediction_alone_without_a_change_to_read(note):
     """Nothing changed: the phaser keeps the predicted rate; a prediction without the
     knobs a measurement reads, and a bare effect type a rack may hand out, come back as
@@ -505,6 +552,7 @@ def test_knob_measurements_leave_the_prediction_alone_without_a_change_to_read(n
     assert effect_named("phaser").measured_knobs(note, note, SAMPLE_RATE, predicted) == predicted
     reverb = effect_named("reverb")
     assert reverb.measured_knobs(note, note * 0.5, SAMPLE_RATE, {"mix": 0.2}) == {"mix": 0.2}  # knobs missing
+    assert effect_named("compressor").measured_knobs(note, note, SAMPLE_RATE, {"low": 0.3}) == {"low": 0.3}
 
     class Bare:
         name, params, pure = "bare", (), True
