@@ -500,6 +500,8 @@ class StepSearch:
         first: list[Future | None] = []
         later: list[Trial] = []
         for name, _ in ranked:
+            if first and not budget.in_time():
+                break  # no later start would be rendered now: measuring its knobs only costs time
             starts, model_knobs[name] = self._starts(name, state.history[-1], step)
             first.append(self._submit(chain, starts[0], budget, force=not first))
             later += starts[1:]

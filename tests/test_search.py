@@ -132,8 +132,13 @@ def test_time_budget_bounds_the_step(all_bundle, targets):
     preset, target = targets[1]
     suggest(preset, target, bundle=all_bundle, max_renders=2, budget_ms=None)  # warm up
     session = suggest(preset, target, bundle=all_bundle, budget_ms=150, tolerance=5)
-    # The budget is met up to one render and the kept sound's metrics (a loaded machine varies).
-    assert np.median([step.seconds for step in session.steps]) < 0.4
+    default = suggest(preset, target, bundle=all_bundle, tolerance=5)  # 20 renders a step
+    # The budget is met up to the first candidate's start (its measured knobs and one render)
+    # and the kept sound's metrics, so its steps take a fraction of the default's: compared
+    # side by side, since a loaded machine slows both.
+    seconds = [np.median([step.seconds for step in run.steps]) for run in (session, default)]
+    assert seconds[0] < 0.5 * seconds[1]
+    assert max(step.renders for step in session.steps) < max(step.renders for step in default.steps)
     zero = suggest(preset, target, bundle=all_bundle, budget_ms=0, tolerance=5)
     assert {step.renders for step in zero.steps} == {1}
 
