@@ -17,12 +17,11 @@ from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import butterworth_sos, lfilter, sosfilt
 from serumrnn.effects.spectrum_fit import (
     TIME_FIT_FFT,
-    TIME_FIT_HOP,
     fitted_on_grids,
     sum_segments,
     time_band_membership,
     time_band_misfit,
-    time_band_target_db,
+    time_fit_spectra,
 )
 
 # OTT splits at about 90 Hz, but the rack's notes are C4 (262 Hz): a low band that
@@ -138,17 +137,12 @@ class MultibandCompressor(Effect):
         """``predicted`` with the band amounts whose compression of ``before`` has the power
         over time and frequency closest to ``after``'s (levels aside), weighed against
         their distance from the predicted amounts (``KNOB_PRIOR_SPREAD``)."""
-        from serumrnn.core.features import framed_rfft
-
         knobs = dict(predicted)
         if any(name not in knobs for name in BAND_KNOBS) or min(len(before), len(after)) < TIME_FIT_FFT:
             return knobs
         before = np.ascontiguousarray(before, dtype=np.float32)
-        spectra = [framed_rfft(audio, TIME_FIT_FFT, TIME_FIT_HOP)
-                   for audio in (before, *band_changes(before, sample_rate), np.asarray(after, np.float32))]
-        frames = min(len(spectrum) for spectrum in spectra)
-        target_db, floor = time_band_target_db(spectra.pop()[:frames], sample_rate)
-        parts = [spectrum[:frames].astype(np.complex128) for spectrum in spectra]  # x, then each c_b
+        # x, then each c_b
+        parts, target_db, floor = time_fit_spectra((before, *band_changes(before, sample_rate)), after, sample_rate)
         membership = time_band_membership(sample_rate)
         pairs = [(i, j) for i in range(len(parts)) for j in range(i, len(parts))]
         # |x + sum a_b c_b|^2 pooled: each pair's pooled Re(conj(p_i) p_j), twice off the diagonal

@@ -15,12 +15,11 @@ from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import butterworth_sos, sos_response, sosfilt
 from serumrnn.effects.spectrum_fit import (
     TIME_FIT_FFT,
-    TIME_FIT_HOP,
     fitted_on_grids,
     sum_segments,
     time_band_membership,
     time_band_misfit,
-    time_band_target_db,
+    time_fit_spectra,
 )
 
 ROOM_SIZE = 0.9  # hall
@@ -101,19 +100,13 @@ class HallReverb(Effect):
         distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail
         builds and which bands it fills tell mix and cuts apart more exactly than the
         features a model reads."""
-        from serumrnn.core.features import framed_rfft
-
         knobs = dict(predicted)
         if any(name not in knobs for name in FIT_KNOBS) or min(len(before), len(after)) < TIME_FIT_FFT:
             return knobs
         before = np.ascontiguousarray(before, dtype=np.float32)
-        dry, wet, target = (framed_rfft(audio, TIME_FIT_FFT, TIME_FIT_HOP)
-                            for audio in (before, _hall(before, sample_rate), np.asarray(after, np.float32)))
-        frames = min(len(dry), len(target))
-        dry, wet = dry[:frames].astype(np.complex128), wet[:frames].astype(np.complex128)
+        (dry, wet), target_db, floor = time_fit_spectra((before, _hall(before, sample_rate)), after, sample_rate)
         bins_hz = np.fft.rfftfreq(TIME_FIT_FFT, 1.0 / sample_rate)
         membership = time_band_membership(sample_rate)
-        target_db, floor = time_band_target_db(target[:frames], sample_rate)
         # Sums over time commute with the per-bin products below: pool the frames first.
         dry_power = sum_segments(np.square(np.abs(dry)) @ membership)
         wet_power = sum_segments(np.square(np.abs(wet)))

@@ -83,6 +83,19 @@ def sum_segments(frames: np.ndarray) -> np.ndarray:
     return np.add.reduceat(frames, np.arange(0, len(frames), TIME_FIT_FRAMES_PER_SEGMENT), axis=0)
 
 
+def time_fit_spectra(sources: Sequence[np.ndarray], target: np.ndarray,
+                     sample_rate: int) -> tuple[list[np.ndarray], np.ndarray, float]:
+    """The fits over time's spectra of ``sources`` (``framed_rfft``, complex128) and the
+    ``target``'s level per segment and band and its floor (``time_band_target_db``), all
+    cut to the frames every one of them has."""
+    from serumrnn.core.features import framed_rfft
+
+    spectra = [framed_rfft(np.asarray(audio, np.float32), TIME_FIT_FFT, TIME_FIT_HOP) for audio in (*sources, target)]
+    frames = min(len(spectrum) for spectrum in spectra)
+    target_db, floor = time_band_target_db(spectra.pop()[:frames], sample_rate)
+    return [spectrum[:frames].astype(np.complex128) for spectrum in spectra], target_db, floor
+
+
 def time_band_target_db(target_spectrum: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
     """A target's level per segment and band, in dB, floored ``TIME_FIT_FLOOR_DB`` under
     its loudest, and that floor; ``target_spectrum`` is its ``framed_rfft``."""
