@@ -58,6 +58,8 @@ SWEEP_PRIOR_SPREAD = 0.85
 # model's depth and the measured rate.
 FIT_COARSE_DEPTHS = np.linspace(0.1, 0.9, 5)
 FIT_DEPTHS = np.linspace(0.0, 1.0, 21)
+# Last, the feedback at 11 values, the depth and rate as fitted, under the same prior.
+FIT_FEEDBACKS = np.linspace(0.0, 1.0, 11)
 FIT_RATE_OFFSETS = np.linspace(-0.02, 0.02, 9)
 DEPTH_PRIOR_SPREAD = 0.2
 
@@ -274,10 +276,11 @@ class Phaser(Effect):
 
     def _fitted_depth(self, before: np.ndarray, before_power: np.ndarray, target: np.ndarray, sample_rate: int,
                       knobs: dict[str, float]) -> dict[str, float]:
-        """``knobs`` (the rate measured) with the depth, and the rate refined, whose phased
-        ``before`` (pooled: ``before_power``) changes over time as the target does (its
-        ``change_pattern``: ``target``; ``FIT_DEPTHS``, ``FIT_RATE_OFFSETS``)."""
-        prior = np.array([knobs["depth"], knobs["rate"]])
+        """``knobs`` (the rate measured) with the depth, and the rate refined, then the
+        feedback, whose phased ``before`` (pooled: ``before_power``) changes over time as the
+        target does (its ``change_pattern``: ``target``; ``FIT_DEPTHS``, ``FIT_RATE_OFFSETS``,
+        ``FIT_FEEDBACKS``)."""
+        prior = np.array([knobs["depth"], knobs["rate"], knobs["feedback"]])
 
         def misfit(candidate: dict[str, float]) -> float:
             pattern = change_pattern(before_power, pooled_band_power(self.process(before, sample_rate, candidate),
@@ -287,12 +290,13 @@ class Phaser(Effect):
 
         def best(candidates: list[dict[str, float]]) -> dict[str, float]:
             scores = np.array([misfit(candidate) for candidate in candidates])
-            rows = np.array([[candidate["depth"], candidate["rate"]] for candidate in candidates])
+            rows = np.array([[candidate["depth"], candidate["rate"], candidate["feedback"]] for candidate in candidates])
             return candidates[most_plausible(scores, rows, prior, DEPTH_PRIOR_SPREAD)]
 
         fitted = best([{**knobs, "depth": float(depth), "rate": float(np.clip(knobs["rate"] + offset, 0.0, 1.0))}
                        for depth in FIT_COARSE_DEPTHS for offset in FIT_RATE_OFFSETS])
-        return best([{**fitted, "depth": float(depth)} for depth in FIT_DEPTHS])
+        fitted = best([{**fitted, "depth": float(depth)} for depth in FIT_DEPTHS])
+        return best([{**fitted, "feedback": float(feedback)} for feedback in FIT_FEEDBACKS])
 
     def _process(self, audio: np.ndarray, sample_rate: int, knobs: dict[str, float]) -> np.ndarray:
         feedback = MAX_FEEDBACK * knobs["feedback"]

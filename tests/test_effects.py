@@ -371,15 +371,27 @@ def test_the_phaser_sweep_fit_finds_its_rate(note, rate_knob, prior_offset):
 def test_the_phaser_measures_its_rate_and_depth(note, rate_knob, prior_offset, depth):
     """The whole measurement, the depth predicted 0.3 off: the rate within 0.0075 (2.2% in
     Hz; the depth fit refines it in steps of 0.005), the depth on its 0.05 grid; the
-    feedback, which it does not measure, stays as predicted. (Under one LFO cycle in the
-    note, rate and depth trade against each other: not asserted.)"""
+    feedback, predicted right, stays. (Under one LFO cycle in the note, rate and depth
+    trade against each other: not asserted.)"""
     phaser = effect_named("phaser")
     after = phaser.process(note, SAMPLE_RATE, {"depth": depth, "rate": rate_knob, "feedback": 0.4})
     predicted = {"depth": depth - 0.3, "rate": min(max(rate_knob + prior_offset, 0.0), 1.0), "feedback": 0.4}
     measured = phaser.measured_knobs(note, after, SAMPLE_RATE, predicted)
     assert abs(measured["rate"] - rate_knob) < 0.0075
     assert abs(measured["depth"] - depth) < 0.026
-    assert measured["feedback"] == 0.4
+    assert measured["feedback"] == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("rate_knob", [0.5, 0.83])
+@pytest.mark.parametrize("feedback, predicted_feedback", [(0.2, 0.5), (0.7, 0.4), (0.5, 0.2)])
+def test_the_phaser_measures_its_feedback_last(note, rate_knob, feedback, predicted_feedback):
+    """The feedback, predicted 0.3 off (the depth right, the rate 0.15 off), is rendered
+    last at 11 values: it lands within one of their steps (0.1)."""
+    phaser = effect_named("phaser")
+    after = phaser.process(note, SAMPLE_RATE, {"depth": 0.7, "rate": rate_knob, "feedback": feedback})
+    predicted = {"depth": 0.7, "rate": min(rate_knob + 0.15, 1.0), "feedback": predicted_feedback}
+    measured = phaser.measured_knobs(note, after, SAMPLE_RATE, predicted)
+    assert abs(measured["feedback"] - feedback) < 0.101
 
 
 @pytest.mark.parametrize("mode", ["tube", "hard clip", "diode 1", "sine fold", "x-shaper", "downsample"])
