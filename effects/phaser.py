@@ -10,7 +10,7 @@ import pedalboard
 
 from serumrnn.core.interfaces import Effect
 from serumrnn.core.params import ParamSpec
-from serumrnn.effects.spectrum_fit import log_band_membership, most_plausible
+from serumrnn.effects.spectrum_fit import log_band_membership, most_plausible, pool_bands
 
 # 0.5 Hz is the slowest rate that still sweeps half a cycle in a one-second note.
 MIN_RATE_HZ = 0.5
@@ -115,7 +115,7 @@ def pooled_band_power(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     from serumrnn.core.features import framed_rfft
 
     power = np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP)), dtype=np.float64)
-    return power @ log_band_membership(FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ)
+    return pool_bands(power, FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ)
 
 
 def change_pattern(before_power: np.ndarray, after_power: np.ndarray) -> np.ndarray | None:
@@ -169,15 +169,18 @@ def sweep_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
     again). None under 8 frames."""
     from serumrnn.core.features import framed_rfft
 
-    membership = log_band_membership(FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ)
-    membership = membership[:, membership.sum(axis=0) > 0]  # low bands narrower than a bin
+    filled = log_band_membership(FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ).sum(axis=0) > 0  # not under a bin
+
+    def pooled(power: np.ndarray) -> np.ndarray:
+        return pool_bands(power, FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ)[..., filled]
+
     before_power, after_power = (np.square(np.abs(framed_rfft(np.asarray(audio, np.float32), FIT_FFT, FIT_HOP)),
                                            dtype=np.float64) for audio in (before, after))
     frames = min(len(before_power), len(after_power))
     if frames < 8:
         return None
     before_power = before_power[:frames]
-    before_bands, after_bands = before_power @ membership, after_power[:frames] @ membership
+    before_bands, after_bands = pooled(before_power), pooled(after_power[:frames])
     before_db, after_db = (10.0 * np.log10(bands + 1e-12) for bands in (before_bands, after_bands))
     weight = ((before_db > before_db.max() - SWEEP_FLOOR_DB) & (after_db > after_db.max() - SWEEP_FLOOR_DB)).astype(np.float64)
     frame_weight = weight.sum(axis=1) + 1e-9
@@ -190,13 +193,14 @@ def sweep_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
     misfits = []
     for feedback in SWEEP_FEEDBACKS:
         response = phaser_power_response(bins_hz, cutoffs_hz, float(feedback), sample_rate)
-        response_log = np.log((response * bin_weight) @ membership + 1e-30) - np.log(bin_weight @ membership + 1e-30)
+        response_log = np.log(pooled(response * bin_weight) + 1e-30) - np.log(pooled(bin_weight) + 1e-30)
         shape = np.zeros(change.shape[1])
         for _ in range(2):
             residual = change[:, None, :] - shape - response_log[None]  # (frames, positions, bands)
             level = np.einsum("fpb,fb->fp", residual, weight) / frame_weight[:, None]
             cost = np.einsum("fpb,fb->fp", np.square(residual - level[:, :, None]), weight)
-            total = np.take(cost.T.ravel(), paths).sum(axis=-1).T  # (rates, depths)
+            # float32 halves the memory the gather moves; the sums stay float64
+            total = np.take(cost.T.astype(np.float32).ravel(), paths).sum(axis=-1, dtype=np.float64).T  # (rates, depths)
             best_path = paths[np.unravel_index(np.argmin(total), total.shape)[::-1]] // frames
             along = change - response_log[best_path] - level[np.arange(frames), best_path][:, None]
             shape = np.sum(along * weight, axis=0) / (weight.sum(axis=0) + 1e-9)

@@ -321,6 +321,20 @@ def test_the_phaser_reads_its_rate_from_the_change_it_made(note, rate_knob):
     assert lfo_rate_estimates(note, note, SAMPLE_RATE) == []  # nothing changed: nothing repeats
 
 
+@pytest.mark.parametrize("n_fft, sample_rate, bands, low_hz, high_hz",
+                         [(1024, 44100, 40, 150.0, 10000.0), (4096, 48000, 48, 60.0, 16000.0)])
+def test_pooling_bins_into_bands_sums_the_bins_each_band_holds(n_fft, sample_rate, bands, low_hz, high_hz):
+    """``pool_bands`` is the product with ``log_band_membership`` (bands under one bin
+    stay 0), for one spectrum and a stack of them."""
+    from serumrnn.effects.spectrum_fit import log_band_membership, pool_bands
+
+    power = np.random.default_rng(1).random((3, 7, n_fft // 2 + 1))
+    expected = power @ log_band_membership(n_fft, sample_rate, bands, low_hz, high_hz)
+    np.testing.assert_allclose(pool_bands(power, n_fft, sample_rate, bands, low_hz, high_hz), expected, rtol=1e-12)
+    np.testing.assert_allclose(pool_bands(power[0, 0], n_fft, sample_rate, bands, low_hz, high_hz), expected[0, 0],
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("centre_hz, feedback_knob", [(200.0, 0.3), (1300.0, 0.0), (3000.0, 0.8)])
 def test_the_phaser_response_model_matches_pedalboards_phaser_held_still(centre_hz, feedback_knob):
     """The sweep fit's model of the phaser: held at one cutoff (depth 0), pedalboard's
