@@ -19,7 +19,7 @@ from serumrnn.effects.spectrum_fit import (
     TIME_FIT_FFT,
     fitted_on_grids,
     sum_segments,
-    time_band_membership,
+    time_band_pool,
     time_band_misfit,
     time_fit_spectra,
 )
@@ -143,10 +143,10 @@ class MultibandCompressor(Effect):
         before = np.ascontiguousarray(before, dtype=np.float32)
         # x, then each c_b
         parts, target_db, floor = time_fit_spectra((before, *band_changes(before, sample_rate)), after, sample_rate)
-        membership = time_band_membership(sample_rate)
         pairs = [(i, j) for i in range(len(parts)) for j in range(i, len(parts))]
         # |x + sum a_b c_b|^2 pooled: each pair's pooled Re(conj(p_i) p_j), twice off the diagonal
-        pair_power = np.stack([(1.0 if i == j else 2.0) * sum_segments((np.conj(parts[i]) * parts[j]).real @ membership)
+        pair_power = np.stack([(1.0 if i == j else 2.0)
+                               * sum_segments(time_band_pool((np.conj(parts[i]) * parts[j]).real, sample_rate))
                                for i, j in pairs])
         first, second = np.array(pairs).T
         predicted_amounts = np.array([knobs[name] for name in BAND_KNOBS])

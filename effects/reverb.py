@@ -17,7 +17,7 @@ from serumrnn.effects.spectrum_fit import (
     TIME_FIT_FFT,
     fitted_on_grids,
     sum_segments,
-    time_band_membership,
+    time_band_pool,
     time_band_misfit,
     time_fit_spectra,
 )
@@ -106,9 +106,8 @@ class HallReverb(Effect):
         before = np.ascontiguousarray(before, dtype=np.float32)
         (dry, wet), target_db, floor = time_fit_spectra((before, _hall(before, sample_rate)), after, sample_rate)
         bins_hz = np.fft.rfftfreq(TIME_FIT_FFT, 1.0 / sample_rate)
-        membership = time_band_membership(sample_rate)
         # Sums over time commute with the per-bin products below: pool the frames first.
-        dry_power = sum_segments(np.square(np.abs(dry)) @ membership)
+        dry_power = sum_segments(time_band_pool(np.square(np.abs(dry)), sample_rate))
         wet_power = sum_segments(np.square(np.abs(wet)))
         cross = sum_segments(np.conj(dry) * wet)
         predicted_knobs = np.array([knobs[name] for name in FIT_KNOBS])
@@ -117,8 +116,9 @@ class HallReverb(Effect):
             cuts, pair_of_row = np.unique(candidates[:, 1:], axis=0, return_inverse=True)
             response = np.stack([self._cut_response(pair, bins_hz, sample_rate) for pair in cuts])  # (pairs, bins)
             # every pair's pooled wet power and dry-wet cross term at once: (pairs, frames, bands)
-            wet_band = (wet_power[None] * np.square(np.abs(response))[:, None, :]) @ membership
-            cross_band = (cross.real[None] * response.real[:, None, :] - cross.imag[None] * response.imag[:, None, :]) @ membership
+            wet_band = time_band_pool(wet_power[None] * np.square(np.abs(response))[:, None, :], sample_rate)
+            cross_band = time_band_pool(cross.real[None] * response.real[:, None, :] - cross.imag[None] * response.imag[:, None, :],
+                                        sample_rate)
             dry_gain = (1.0 - candidates[:, 0])[:, None, None]
             wet_gain = (WET_TRIM * candidates[:, 0])[:, None, None]
             pair_of_row = pair_of_row.reshape(-1)

@@ -93,9 +93,9 @@ def pool_bands(power: np.ndarray, n_fft: int, sample_rate: int, bands: int, low_
     return pooled
 
 
-def time_band_membership(sample_rate: int) -> np.ndarray:
-    """``log_band_membership`` of the fits over time."""
-    return log_band_membership(TIME_FIT_FFT, sample_rate, TIME_FIT_BANDS, *FIT_BAND_HZ)
+def time_band_pool(power: np.ndarray, sample_rate: int) -> np.ndarray:
+    """``pool_bands`` of the fits over time."""
+    return pool_bands(power, TIME_FIT_FFT, sample_rate, TIME_FIT_BANDS, *FIT_BAND_HZ)
 
 
 def sum_segments(frames: np.ndarray) -> np.ndarray:
@@ -120,7 +120,7 @@ def time_fit_spectra(sources: Sequence[np.ndarray], target: np.ndarray,
 def time_band_target_db(target_spectrum: np.ndarray, sample_rate: int) -> tuple[np.ndarray, float]:
     """A target's level per segment and band, in dB, floored ``TIME_FIT_FLOOR_DB`` under
     its loudest, and that floor; ``target_spectrum`` is its ``framed_rfft``."""
-    power = sum_segments(np.square(np.abs(target_spectrum), dtype=np.float64) @ time_band_membership(sample_rate))
+    power = sum_segments(time_band_pool(np.square(np.abs(target_spectrum), dtype=np.float64), sample_rate))
     level_db = 10.0 * np.log10(power + 1e-12)
     floor = float(np.max(level_db)) - TIME_FIT_FLOOR_DB
     return np.maximum(level_db, floor), floor

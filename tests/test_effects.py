@@ -569,7 +569,7 @@ def test_the_compressor_measures_its_amounts_from_the_band_levels(note, knobs, p
         TIME_FIT_FFT,
         TIME_FIT_HOP,
         sum_segments,
-        time_band_membership,
+        time_band_pool,
         time_band_misfit,
         time_band_target_db,
     )
@@ -586,7 +586,7 @@ def test_the_compressor_measures_its_amounts_from_the_band_levels(note, knobs, p
 
     def misfit(knob_values: dict[str, float]) -> float:
         spectrum = framed_rfft(compressor.process(note, SAMPLE_RATE, knob_values), TIME_FIT_FFT, TIME_FIT_HOP)
-        power = sum_segments(np.square(np.abs(spectrum), dtype=np.float64) @ time_band_membership(SAMPLE_RATE))
+        power = sum_segments(time_band_pool(np.square(np.abs(spectrum), dtype=np.float64), SAMPLE_RATE))
         return float(time_band_misfit(power[None], target_db, floor)[0])
 
     assert misfit(measured) < 0.25 * misfit(predicted)
