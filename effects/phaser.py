@@ -166,7 +166,7 @@ def sweep_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
     frames and bands, between the change's log power and the response along the
     candidate's path, less a level per frame (a compressor, a gain) and a static shape per
     band (a filter, a distortion's colour; estimated along the best path, then scored
-    again). None under 8 frames."""
+    again). None under 8 frames or where either sound is silent."""
     from serumrnn.core.features import framed_rfft
 
     filled = log_band_membership(FIT_FFT, sample_rate, FIT_BANDS, *FIT_BAND_HZ).sum(axis=0) > 0  # not under a bin
@@ -181,6 +181,8 @@ def sweep_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
         return None
     before_power = before_power[:frames]
     before_bands, after_bands = pooled(before_power), pooled(after_power[:frames])
+    if not (before_bands.max() > 0 and after_bands.max() > 0):  # silence holds no sweep
+        return None
     before_db, after_db = (10.0 * np.log10(bands + 1e-12) for bands in (before_bands, after_bands))
     weight = ((before_db > before_db.max() - SWEEP_FLOOR_DB) & (after_db > after_db.max() - SWEEP_FLOOR_DB)).astype(np.float64)
     frame_weight = weight.sum(axis=1) + 1e-9

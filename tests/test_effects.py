@@ -593,13 +593,14 @@ def test_the_compressor_measures_its_amounts_from_the_band_levels(note, knobs, p
 
 
 def test_knob_measurements_leave_the_prediction_alone_without_a_change_to_read(note):
-    """Nothing changed: the phaser keeps the predicted rate; a prediction without the
-    knobs a measurement reads, and a bare effect type a rack may hand out, come back as
-    they were."""
+    """Nothing changed, or a silent target: the phaser keeps the predicted knobs; a
+    prediction without the knobs a measurement reads, and a bare effect type a rack may
+    hand out, come back as they were."""
     from serumrnn.core.rack import Rack
 
     predicted = {"depth": 0.3, "rate": 0.42, "feedback": 0.6}
     assert effect_named("phaser").measured_knobs(note, note, SAMPLE_RATE, predicted) == predicted
+    assert effect_named("phaser").measured_knobs(note, np.zeros_like(note), SAMPLE_RATE, predicted) == predicted
     reverb = effect_named("reverb")
     assert reverb.measured_knobs(note, note * 0.5, SAMPLE_RATE, {"mix": 0.2}) == {"mix": 0.2}  # knobs missing
     assert effect_named("compressor").measured_knobs(note, note, SAMPLE_RATE, {"low": 0.3}) == {"low": 0.3}
