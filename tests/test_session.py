@@ -121,9 +121,9 @@ def test_oracle_follows_the_true_chain_and_stops_at_its_end(rack, target):
 def test_a_predicted_phaser_rate_is_measured_before_the_step_renders(rack, one_shot):
     """The knobs a step renders are the model's with what the effect measures from the
     sounds (``Effect.measured_knobs``): the bundle predicts the defaults (rate, depth and
-    feedback 0.5), the target's phaser runs at rate 0.62, depth 0.8; plain and one-shot
-    steps render the measured rate and a depth near the true one (the prior holds it a
-    grid step short), the feedback as predicted."""
+    feedback 0.5), the target's phaser runs at rate 0.62, depth 0.8, feedback 0.3; plain
+    and one-shot steps render the measured rate, a depth near the true one (the prior may
+    hold it a grid step short) and the feedback, measured last, within one of its steps."""
     true = {"depth": 0.8, "rate": 0.62, "feedback": 0.3}
     phased = rack.render("saw", [("phaser", true)])
     selector = FixedOrderSelector(["phaser", *[name for name in EFFECTS if name != "phaser"]])
@@ -135,7 +135,7 @@ def test_a_predicted_phaser_rate_is_measured_before_the_step_renders(rack, one_s
     assert first.effect == "phaser"
     assert abs(first.knobs["rate"] - true["rate"]) < 0.005
     assert abs(first.knobs["depth"] - true["depth"]) <= 0.05 + 1e-9
-    assert first.knobs["feedback"] == 0.5  # not measured: as predicted
+    assert abs(first.knobs["feedback"] - true["feedback"]) <= 0.1 + 1e-9  # predicted 0.5
 
 
 def test_random_selector_is_seeded(rack, target):
