@@ -184,7 +184,8 @@ def sweep_misfit(before: np.ndarray, after: np.ndarray, sample_rate: int,
     if not (before_bands.max() > 0 and after_bands.max() > 0):  # silence holds no sweep
         return None
     before_db, after_db = (10.0 * np.log10(bands + 1e-12) for bands in (before_bands, after_bands))
-    weight = ((before_db > before_db.max() - SWEEP_FLOOR_DB) & (after_db > after_db.max() - SWEEP_FLOOR_DB)).astype(np.float64)
+    weight = ((before_db > before_db.max() - SWEEP_FLOOR_DB)
+              & (after_db > after_db.max() - SWEEP_FLOOR_DB)).astype(np.float64)
     frame_weight = weight.sum(axis=1) + 1e-9
     change = np.log(after_bands + 1e-12) - np.log(before_bands + 1e-12)
     # the response pooled as the sound's own bins are: a harmonic sound fills few bins

@@ -117,8 +117,8 @@ class HallReverb(Effect):
             response = np.stack([self._cut_response(pair, bins_hz, sample_rate) for pair in cuts])  # (pairs, bins)
             # every pair's pooled wet power and dry-wet cross term at once: (pairs, frames, bands)
             wet_band = time_band_pool(wet_power[None] * np.square(np.abs(response))[:, None, :], sample_rate)
-            cross_band = time_band_pool(cross.real[None] * response.real[:, None, :] - cross.imag[None] * response.imag[:, None, :],
-                                        sample_rate)
+            cross_band = time_band_pool(cross.real[None] * response.real[:, None, :]
+                                        - cross.imag[None] * response.imag[:, None, :], sample_rate)
             dry_gain = (1.0 - candidates[:, 0])[:, None, None]
             wet_gain = (WET_TRIM * candidates[:, 0])[:, None, None]
             pair_of_row = pair_of_row.reshape(-1)

@@ -73,12 +73,14 @@ def log_band_membership(n_fft: int, sample_rate: int, bands: int, low_hz: float,
 
 
 @functools.lru_cache(maxsize=16)
-def _band_runs(n_fft: int, sample_rate: int, bands: int, low_hz: float, high_hz: float) -> tuple[np.ndarray, np.ndarray]:
-    """The first bin of each band ``log_band_membership`` fills, and which bands those are
-    (a band's bins are adjacent)."""
+def _band_runs(n_fft: int, sample_rate: int, bands: int, low_hz: float,
+               high_hz: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """For ``pool_bands``: the first bin of each band ``log_band_membership`` fills, which
+    bands those are, and the bin after the last band's (a band's bins are adjacent)."""
     membership = log_band_membership(n_fft, sample_rate, bands, low_hz, high_hz)
     filled = np.flatnonzero(membership.sum(axis=0) > 0)
-    return np.array([np.flatnonzero(membership[:, band])[0] for band in filled]), filled
+    starts = np.array([np.flatnonzero(membership[:, band])[0] for band in filled])
+    return starts, filled, int(np.flatnonzero(membership[:, filled[-1]])[-1]) + 1
 
 
 def pool_bands(power: np.ndarray, n_fft: int, sample_rate: int, bands: int, low_hz: float,
@@ -86,10 +88,9 @@ def pool_bands(power: np.ndarray, n_fft: int, sample_rate: int, bands: int, low_
     """``power @ log_band_membership(...)`` (rows of bins summed into bands, empty bands 0)
     by summing runs of adjacent bins: a matrix product with a 0/1 matrix is slow and erratic
     where a multi-threaded BLAS shares a loaded machine."""
-    starts, filled = _band_runs(n_fft, sample_rate, bands, low_hz, high_hz)
-    last = int(np.flatnonzero(log_band_membership(n_fft, sample_rate, bands, low_hz, high_hz)[:, filled[-1]])[-1])
+    starts, filled, stop = _band_runs(n_fft, sample_rate, bands, low_hz, high_hz)
     pooled = np.zeros(power.shape[:-1] + (bands,), dtype=power.dtype)
-    pooled[..., filled] = np.add.reduceat(power[..., : last + 1], starts, axis=-1)
+    pooled[..., filled] = np.add.reduceat(power[..., :stop], starts, axis=-1)
     return pooled
 
 
