@@ -44,6 +44,9 @@ SWEEP_POSITIONS = np.linspace(0.0, 1.0, 121)
 SWEEP_RATE_KNOBS = np.linspace(0.0, 1.0, 701)
 SWEEP_DEPTHS = np.linspace(0.0, 1.0, 41)
 SWEEP_FEEDBACKS = np.linspace(0.0, 1.0, 6)
+# Every candidate as a row (feedback, rate, depth), in ``sweep_misfit``'s order.
+SWEEP_CANDIDATES = np.stack(np.meshgrid(SWEEP_FEEDBACKS, SWEEP_RATE_KNOBS, SWEEP_DEPTHS, indexing="ij"),
+                            axis=-1).reshape(-1, 3)
 # Cells of the change quieter than this under the loudest, before or after, are noise.
 SWEEP_FLOOR_DB = 50.0
 # The sweep fit is sharp where it sees the sweep, so the model's knobs weigh little
@@ -275,10 +278,9 @@ class Phaser(Effect):
         misfit = sweep_misfit(before, after, sample_rate, (spec.physical(0.0), spec.physical(1.0)))
         if misfit is None or not np.min(misfit) > 0:
             return knobs
-        candidates = np.stack(np.meshgrid(SWEEP_FEEDBACKS, SWEEP_RATE_KNOBS, SWEEP_DEPTHS, indexing="ij"), axis=-1)
         prior = np.array([knobs["feedback"], knobs["rate"], knobs["depth"]])
-        best = most_plausible(misfit.ravel(), candidates.reshape(-1, 3), prior, SWEEP_PRIOR_SPREAD, misfit_floor=0.0)
-        knobs["rate"] = float(candidates.reshape(-1, 3)[best, 1])
+        best = most_plausible(misfit.ravel(), SWEEP_CANDIDATES, prior, SWEEP_PRIOR_SPREAD, misfit_floor=0.0)
+        knobs["rate"] = float(SWEEP_CANDIDATES[best, 1])
         return self._fitted_depth(before, before_power, target, sample_rate, knobs)
 
     def _fitted_depth(self, before: np.ndarray, before_power: np.ndarray, target: np.ndarray, sample_rate: int,

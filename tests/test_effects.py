@@ -362,21 +362,19 @@ def test_the_phaser_sweep_fit_finds_its_rate(note, rate_knob, prior_offset):
     """The first part of the phaser's measurement: a model reads the rate to about 0.15 of
     the knob; the sweep fit, from that prediction, lands within 0.005 (1.5% in Hz), slow
     rates included, also with a compressor or an EQ after the phaser."""
-    from serumrnn.effects.phaser import (SWEEP_DEPTHS, SWEEP_FEEDBACKS, SWEEP_PRIOR_SPREAD, SWEEP_RATE_KNOBS,
-                                         sweep_misfit)
+    from serumrnn.effects.phaser import SWEEP_CANDIDATES, SWEEP_PRIOR_SPREAD, sweep_misfit
     from serumrnn.effects.spectrum_fit import most_plausible
 
     phaser = effect_named("phaser")
     phased = phaser.process(note, SAMPLE_RATE, {"depth": 0.7, "rate": rate_knob, "feedback": 0.4})
     predicted = np.array([0.4, min(max(rate_knob + prior_offset, 0.0), 1.0), 0.5])
-    candidates = np.stack(np.meshgrid(SWEEP_FEEDBACKS, SWEEP_RATE_KNOBS, SWEEP_DEPTHS, indexing="ij"), axis=-1)
     rate_range = (phaser.param("rate").physical(0.0), phaser.param("rate").physical(1.0))
     for after in (phased,
                   effect_named("compressor").process(phased, SAMPLE_RATE, {"low": 0.8, "mid": 0.8, "high": 0.8}),
                   effect_named("eq").process(phased, SAMPLE_RATE, {"frequency": 0.7, "resonance": 0.4, "gain": 0.8})):
         misfit = sweep_misfit(note, after, SAMPLE_RATE, rate_range)
-        best = most_plausible(misfit.ravel(), candidates.reshape(-1, 3), predicted, SWEEP_PRIOR_SPREAD, misfit_floor=0.0)
-        assert abs(candidates.reshape(-1, 3)[best, 1] - rate_knob) < 0.005
+        best = most_plausible(misfit.ravel(), SWEEP_CANDIDATES, predicted, SWEEP_PRIOR_SPREAD, misfit_floor=0.0)
+        assert abs(SWEEP_CANDIDATES[best, 1] - rate_knob) < 0.005
 
 
 @pytest.mark.parametrize("rate_knob", [0.5, 0.83])
