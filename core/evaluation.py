@@ -471,9 +471,9 @@ def _parameter_chunk(task: Mapping) -> list[list[list[float]]]:
         audio = bundle.loudness.apply(raw, rack.sample_rate)
         inputs.append((audio, extractor.extract(audio, rack.sample_rate), raw))
     references_in_order = [references[chain["chain_id"]] for chain, _ in task["items"]]
-    predicted = [rack.measure_knobs(effect, raw, reference.audio, knobs) for (_, _, raw), reference, knobs in zip(
-        inputs, references_in_order, bundle.predict_knobs_batch(effect, [features for _, features, _ in inputs],
-                                                                [reference.features for reference in references_in_order]))]
+    predicted = [rack.measure_knobs(effect, raw, reference.audio, knobs, classes)
+                 for (_, _, raw), reference, (knobs, classes) in zip(inputs, references_in_order, bundle.predict_knobs_ranked(
+                     effect, [features for _, features, _ in inputs], [reference.features for reference in references_in_order]))]
     results = []
     for (chain, applied), (audio, features, _), reference, knobs in zip(task["items"], inputs, references_in_order,
                                                                       predicted):

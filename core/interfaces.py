@@ -76,12 +76,16 @@ class Effect(abc.ABC):
         return {}
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
-                       predicted: Mapping[str, float]) -> dict[str, float]:
+                       predicted: Mapping[str, float],
+                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` (a parameter model's knobs for this effect turning ``before`` toward
         ``after``) with the knobs this effect can measure from the two sounds more exactly
         than a model reads them from features, the prediction as the prior (a phaser's
-        rate, from how its sweep moves in time). Every knob prediction passes through it:
-        plain steps, one-shot chains, a search's starting point. Unchanged by default."""
+        rate, from how its sweep moves in time). ``classes``, where the model gives them:
+        per categorical knob, every class as ``(knob value, probability)``, most probable
+        first (a distortion weighs its modes' fits by them). Every knob prediction passes
+        through it: plain steps, one-shot chains, a search's starting point. Unchanged by
+        default."""
         return dict(predicted)
 
     def knob_steps(self, knobs: Mapping[str, float]) -> dict[str, list[float]]:

@@ -108,13 +108,13 @@ class Rack:
         audio = self.dry(source) if isinstance(source, str) else np.asarray(source, dtype=np.float32)
         return audio if loudness is None else loudness.apply(audio, self.sample_rate)
 
-    def measure_knobs(self, effect: str, before: np.ndarray, after: np.ndarray,
-                      predicted: Mapping[str, float]) -> dict[str, float]:
+    def measure_knobs(self, effect: str, before: np.ndarray, after: np.ndarray, predicted: Mapping[str, float],
+                      classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``Effect.measured_knobs`` of ``effect`` for the change from ``before`` to ``after``
         (the prediction unchanged for an effect type without the method: racks may hand out
         bare types)."""
         measure = getattr(self.effect(effect), "measured_knobs", None)
-        return measure(before, after, self.sample_rate, predicted) if measure else dict(predicted)
+        return measure(before, after, self.sample_rate, predicted, classes) if measure else dict(predicted)
 
     def process(self, audio: np.ndarray, chain: Chain) -> np.ndarray:
         """Run ``audio`` through ``chain`` as it is (no levelling): a chain can be continued

@@ -102,6 +102,17 @@ REVISE_POLISH_EVALUATIONS = 40
 # 70.3% / 76.0% -> 75.1% / 76.0% (a lone phaser 6% -> 76% closer: its rate found by the hint).
 
 
+
+def ranked_prediction(bundle: Any, effect: str, current: Any, target: Any
+                      ) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
+    """A parameter model's knobs of ``effect`` turning ``current`` toward ``target``, with
+    every class of each categorical knob as ``(knob value, probability)``, most probable
+    first; no classes from a bundle-like object with ``predict_knobs`` only."""
+    ranked = getattr(bundle, "predict_knobs_ranked", None)
+    if ranked is None:
+        return bundle.predict_knobs(effect, current, target), {}
+    return ranked(effect, [current], [target])[0]
+
 @attrs.frozen
 class SearchOptions:
     """How a searched step spends its budget.
@@ -397,12 +408,8 @@ class StepSearch:
 
     def _first_starts(self, effect: str, current, step: int) -> tuple[list[Trial], dict[str, float] | None]:
         if self._has_model(effect):
-            ranked_fn = getattr(self.bundle, "predict_knobs_ranked", None)
-            if ranked_fn is None:  # a bundle-like object with predict_knobs only
-                knobs, ranked = self.bundle.predict_knobs(effect, current, self.target_features), {}
-            else:
-                knobs, ranked = ranked_fn(effect, [current], [self.target_features])[0]
-            knobs = self.rack.measure_knobs(effect, self.raw, self.reference.audio, knobs)
+            knobs, ranked = ranked_prediction(self.bundle, effect, current, self.target_features)
+            knobs = self.rack.measure_knobs(effect, self.raw, self.reference.audio, knobs, ranked)
             starts = [Trial(effect, dict(knobs), "model")]
             for name, classes in ranked.items():
                 starts += [Trial(effect, {**knobs, name: value}, "class") for value, _ in classes[1:TOP_CLASSES]]

@@ -33,7 +33,7 @@ from serumrnn.core.model_kinds import most_probable_unused
 from serumrnn.core.params import default_knobs
 from serumrnn.core.rack import Rack
 from serumrnn.core.search import (
-    DEFAULT_BUDGET_MS, SEARCH_ONLY, ChainReviser, Found, SearchOptions, StepSearch, search_options,
+    DEFAULT_BUDGET_MS, SEARCH_ONLY, ChainReviser, Found, SearchOptions, StepSearch, ranked_prediction, search_options,
 )
 from serumrnn.core.interfaces import SelectionState
 
@@ -590,7 +590,7 @@ def run_session(
             if searcher is None:
                 effect_name, probability = most_probable_unused(scores, effect_names, state.applied)
                 knobs = rack.measure_knobs(effect_name, chain_output, target_audio,
-                                           bundle.predict_knobs(effect_name, state.history[-1], target_features))
+                                           *ranked_prediction(bundle, effect_name, state.history[-1], target_features))
             else:
                 found = searcher.step(scores, state, chain, started,
                                       positive_only=getattr(selector, "needs_true_chain", False))
@@ -727,7 +727,8 @@ def _run_one_shot(session, entry, rack, bundle, selector, state, reference, extr
     order = [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0.5] or [int(np.argmax(scores))]
     chain = [(state.effect_names[i], rack.measure_knobs(
         state.effect_names[i], session.input_audio, session.target_audio,
-        bundle.predict_knobs(state.effect_names[i], session.input_features, session.target_features))) for i in order]
+        *ranked_prediction(bundle, state.effect_names[i], session.input_features, session.target_features)))
+        for i in order]
     previous = session.initial_metrics[session.metric]
     for position in range(1, len(chain) + 1):
         # The one-shot decision's time is counted once, on the first step.

@@ -8,7 +8,7 @@ band's knob is its wet amount, so knob 0 leaves that band untouched.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -133,7 +133,8 @@ class MultibandCompressor(Effect):
     )
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
-                       predicted: Mapping[str, float]) -> dict[str, float]:
+                       predicted: Mapping[str, float],
+                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the band amounts whose compression of ``before`` has the power
         over time and frequency closest to ``after``'s (levels aside), weighed against
         their distance from the predicted amounts (``KNOB_PRIOR_SPREAD``)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pedalboard
@@ -115,7 +115,8 @@ class HighBandEQ(Effect):
     )
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
-                       predicted: Mapping[str, float]) -> dict[str, float]:
+                       predicted: Mapping[str, float],
+                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the bell whose response best turns ``before``'s average
         spectrum into ``after``'s (levels aside), weighed against its distance from the
         predicted knobs (``KNOB_PRIOR_SPREAD``): a boost or cut shows where and how wide it

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pedalboard
@@ -260,7 +260,8 @@ class Phaser(Effect):
         return {"rate": [knob for knob in knobs if 0.0 <= knob <= 1.0]}
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
-                       predicted: Mapping[str, float]) -> dict[str, float]:
+                       predicted: Mapping[str, float],
+                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the rate of the LFO whose sweep best explains the change
         (``sweep_misfit``, weighed against the distance from the predicted knobs), then the
         depth, and the rate refined, by rendering (``_fitted_depth``): a model reads the rate

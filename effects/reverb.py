@@ -5,7 +5,7 @@ The tail is cut at the input's length, as for every effect of the rack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pedalboard
@@ -94,7 +94,8 @@ class HallReverb(Effect):
     )
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
-                       predicted: Mapping[str, float]) -> dict[str, float]:
+                       predicted: Mapping[str, float],
+                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the mix and cuts whose reverb of ``before`` has the power over
         time and frequency closest to ``after``'s (levels aside), weighed against their
         distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail

@@ -16,7 +16,7 @@ from serumrnn.core.params import ParamSpec, default_knobs, sample_knobs
 from serumrnn.core.rack import Rack
 from serumrnn.core.registry import get_plugin_manager
 from serumrnn.core.search import (
-    DEFAULT_REVISE_RENDERS, REFINED, THREADS, ChainReviser, SearchOptions, from_unit, to_unit,
+    DEFAULT_REVISE_RENDERS, REFINED, THREADS, ChainReviser, SearchOptions, from_unit, ranked_prediction, to_unit,
 )
 from serumrnn.core import search
 from serumrnn.core.session import resolve_bundle, run_session, suggest
@@ -80,8 +80,8 @@ def _model_knobs(bundle, rack, source, chain, effect, history, session):
     """The model's knobs for ``effect`` after ``chain`` with what the effect measures from
     the chain's sound (before levelling, as the search has it) and the target."""
     raw = rack.process(rack.level_source(source, session.loudness), chain)
-    predicted = bundle.predict_knobs(effect, history[-1], session.target_features)
-    return rack.measure_knobs(effect, raw, session.target_audio, predicted)
+    return rack.measure_knobs(effect, raw, session.target_audio,
+                              *ranked_prediction(bundle, effect, history[-1], session.target_features))
 
 
 def _plain_guess(bundle, rack, source, chain, history, applied, session):
