@@ -54,9 +54,11 @@ BAND_KNOBS = ("low", "mid", "high")
 # A grid of 0.1 over the amounts, then one twice as fine around its winner.
 FIT_COARSE_STEP = 0.1
 FIT_REFINEMENT = 2
+# Each band's level is set aside (``per_band``): how the gains move a band over time
+# survives the filters and shapers that follow in a chain, its level does not.
 # How far, in knob units, the fitted amounts may stray from the model's (its validation
-# RMSE is about 0.21-0.25): a steady tone's three band levels fix only two of the three
-# amounts (the third is a level, which the fit sets aside); the model decides that one.
+# RMSE is about 0.21-0.25): where the band levels hardly move (a steady tone) the fit
+# sees little, and the model decides.
 KNOB_PRIOR_SPREAD = 0.2
 
 
@@ -136,7 +138,7 @@ class MultibandCompressor(Effect):
                        predicted: Mapping[str, float],
                        classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the band amounts whose compression of ``before`` has the power
-        over time and frequency closest to ``after``'s (levels aside), weighed against
+        over time and frequency closest to ``after``'s (each band's level aside), weighed against
         their distance from the predicted amounts (``KNOB_PRIOR_SPREAD``)."""
         knobs = dict(predicted)
         if any(name not in knobs for name in BAND_KNOBS) or min(len(before), len(after)) < TIME_FIT_FFT:
@@ -156,7 +158,7 @@ class MultibandCompressor(Effect):
             coefficients = np.concatenate([np.ones((len(candidates), 1)), candidates], axis=1)
             weights = coefficients[:, first] * coefficients[:, second]
             power = (weights @ pair_power.reshape(len(pairs), -1)).reshape(len(candidates), *pair_power.shape[1:])
-            return time_band_misfit(power, target_db, floor)
+            return time_band_misfit(power, target_db, floor, per_band=True)
 
         best = fitted_on_grids(self, BAND_KNOBS, (FIT_COARSE_STEP,) * len(BAND_KNOBS), FIT_REFINEMENT, misfit,
                                predicted_amounts, KNOB_PRIOR_SPREAD)

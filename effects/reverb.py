@@ -34,6 +34,8 @@ MIN_HIGH_CUT_HZ, MAX_HIGH_CUT_HZ = 1000.0, 20000.0
 # over time: how fast the tail builds tells the mix, which bands it fills the cuts)
 # follows from the dry and wet spectra without rendering:
 # |a X + b H W|^2 = a^2 |X|^2 + b^2 |H|^2 |W|^2 + 2ab Re(conj(X) H W), summed over each band's bins.
+# Each band's level is set aside (``per_band``): how fast the tail builds in each band
+# tells the cuts apart, and it survives the filters and shapers that follow in a chain.
 FIT_KNOBS = ("mix", "low_cut", "high_cut")
 # A coarse grid over the sampled ranges (these steps in knob units), then one twice as
 # fine, one coarse step either side of its winner.
@@ -97,8 +99,8 @@ class HallReverb(Effect):
                        predicted: Mapping[str, float],
                        classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
         """``predicted`` with the mix and cuts whose reverb of ``before`` has the power over
-        time and frequency closest to ``after``'s (levels aside), weighed against their
-        distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail
+        time and frequency closest to ``after``'s (each band's level aside), weighed against
+        their distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail
         builds and which bands it fills tell mix and cuts apart more exactly than the
         features a model reads."""
         knobs = dict(predicted)
@@ -125,7 +127,7 @@ class HallReverb(Effect):
             pair_of_row = pair_of_row.reshape(-1)
             power = (dry_gain**2 * dry_power + wet_gain**2 * wet_band[pair_of_row]
                      + 2.0 * dry_gain * wet_gain * cross_band[pair_of_row])
-            return time_band_misfit(power, target_db, floor)
+            return time_band_misfit(power, target_db, floor, per_band=True)
 
         best = fitted_on_grids(self, FIT_KNOBS, FIT_COARSE_STEPS, FIT_REFINEMENT, misfit, predicted_knobs,
                                KNOB_PRIOR_SPREAD)

@@ -127,12 +127,18 @@ def time_band_target_db(target_spectrum: np.ndarray, sample_rate: int) -> tuple[
     return np.maximum(level_db, floor), floor
 
 
-def time_band_misfit(power: np.ndarray, target_db: np.ndarray, floor: float) -> np.ndarray:
+def time_band_misfit(power: np.ndarray, target_db: np.ndarray, floor: float, *,
+                     per_band: bool = False) -> np.ndarray:
     """Mean absolute dB difference of candidates' power per segment and band
     (``(candidates, segments, bands)``) from ``time_band_target_db``'s, each candidate's
-    median difference (a level) taken out first."""
+    median difference (a level) taken out first; with ``per_band``, each band's median
+    over the segments (a static filter's change, as later effects in a chain make), so
+    only how each band moves over time counts."""
     difference = np.maximum(10.0 * np.log10(np.maximum(power, 0.0) + 1e-12), floor) - target_db
-    difference -= np.median(difference.reshape(len(power), -1), axis=1)[:, None, None]
+    if per_band:
+        difference -= np.median(difference, axis=1, keepdims=True)
+    else:
+        difference -= np.median(difference.reshape(len(power), -1), axis=1)[:, None, None]
     return np.mean(np.abs(difference), axis=(1, 2))
 
 

@@ -553,6 +553,19 @@ def test_the_reverb_measures_its_mix_and_cuts_from_the_tail(note, knobs, prior_o
     assert abs(measured["low_cut"] - true["low_cut"]) <= abs(predicted["low_cut"] - true["low_cut"]) + 1e-9
 
 
+@pytest.mark.parametrize("bell", [(0.55, 0.5, 0.9), (0.7, 0.3, 0.1)])
+def test_the_reverb_measures_its_high_cut_through_an_eq_after_it(note, bell):
+    """A bell after the reverb (a 6-12 dB boost or cut) reshapes every band's level but not
+    how fast the tail builds in it: the high cut, predicted 0.1 off, still lands on the
+    fine grid's step (0.05) around the truth."""
+    reverb, eq, quiet = effect_named("reverb"), effect_named("eq"), 0.4 * note
+    true = {"mix": 0.5, "low_cut": 0.3, "high_cut": 0.6}
+    after = eq.process(reverb.process(quiet, SAMPLE_RATE, true), SAMPLE_RATE,
+                       dict(zip(("frequency", "resonance", "gain"), bell)))
+    measured = reverb.measured_knobs(quiet, after, SAMPLE_RATE, {**true, "high_cut": 0.7})
+    assert abs(measured["high_cut"] - true["high_cut"]) < 0.051
+
+
 def test_the_compressor_output_is_linear_in_its_amounts(note):
     """Its gains follow the input's band levels, not the knobs, so a mix of two settings'
     outputs is the output of the mixed setting (the fit scores amounts without rendering;
