@@ -22,6 +22,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import csv
 import io
@@ -150,7 +151,15 @@ def init_distributed() -> bool:
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     torch.distributed.init_process_group(backend=backend)
+    # Leave the group before the interpreter is torn down: gloo's worker threads outliving
+    # it abort the process ("terminate called without an active exception").
+    atexit.register(_leave_process_group)
     return True
+
+
+def _leave_process_group() -> None:
+    if _distributed():
+        torch.distributed.destroy_process_group()
 
 
 def _all_reduce_sum(values: Sequence[float]) -> list[float]:
