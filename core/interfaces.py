@@ -34,6 +34,9 @@ __all__ = [
 ]
 
 Named = TypeVar("Named")
+# Per categorical knob, every class as (knob value, probability), most probable first:
+# what a parameter model gives beside its knobs (``Effect.measured_knobs``).
+KnobClasses = Mapping[str, Sequence[tuple[float, float]]]
 
 
 def _find_named(items: Sequence[Named], name: str, *, owner: str, kind: str) -> Named:
@@ -77,7 +80,7 @@ class Effect(abc.ABC):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` (a parameter model's knobs for this effect turning ``before`` toward
         ``after``) with the knobs this effect can measure from the two sounds more exactly
         than a model reads them from features, the prediction as the prior (a phaser's

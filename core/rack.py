@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 
 from serumrnn.core.errors import ParameterError
-from serumrnn.core.interfaces import Effect, Synth
+from serumrnn.core.interfaces import Effect, KnobClasses, Synth
 from serumrnn.core.loudness import LoudnessConvention
 from serumrnn.core.params import resolve_knobs
 
@@ -109,7 +109,7 @@ class Rack:
         return audio if loudness is None else loudness.apply(audio, self.sample_rate)
 
     def measure_knobs(self, effect: str, before: np.ndarray, after: np.ndarray, predicted: Mapping[str, float],
-                      classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                      classes: KnobClasses | None = None) -> dict[str, float]:
         """``Effect.measured_knobs`` of ``effect`` for the change from ``before`` to ``after``
         (the prediction unchanged for an effect type without the method: racks may hand out
         bare types)."""

@@ -102,7 +102,6 @@ REVISE_POLISH_EVALUATIONS = 40
 # 70.3% / 76.0% -> 75.1% / 76.0% (a lone phaser 6% -> 76% closer: its rate found by the hint).
 
 
-
 def ranked_prediction(bundle: Any, effect: str, current: Any, target: Any
                       ) -> tuple[dict[str, float], dict[str, list[tuple[float, float]]]]:
     """A parameter model's knobs of ``effect`` turning ``current`` toward ``target``, with
@@ -112,6 +111,7 @@ def ranked_prediction(bundle: Any, effect: str, current: Any, target: Any
     if ranked is None:
         return bundle.predict_knobs(effect, current, target), {}
     return ranked(effect, [current], [target])[0]
+
 
 @attrs.frozen
 class SearchOptions:

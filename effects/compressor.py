@@ -8,11 +8,11 @@ band's knob is its wet amount, so knob 0 leaves that band untouched.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 
-from serumrnn.core.interfaces import Effect
+from serumrnn.core.interfaces import Effect, KnobClasses
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import butterworth_sos, lfilter, sosfilt
 from serumrnn.effects.spectrum_fit import (
@@ -136,7 +136,7 @@ class MultibandCompressor(Effect):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` with the band amounts whose compression of ``before`` has the power
         over time and frequency closest to ``after``'s (each band's level aside), weighed against
         their distance from the predicted amounts (``KNOB_PRIOR_SPREAD``)."""

@@ -8,11 +8,11 @@ input's RMS so the modes differ in timbre, not in loudness.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from serumrnn.core.interfaces import Effect
+from serumrnn.core.interfaces import Effect, KnobClasses
 from serumrnn.core.metrics import mss_spectra, mssmae_to
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import lfilter
@@ -204,7 +204,7 @@ class Distortion(Effect):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` with the mode and drive that best turn ``before`` into ``after``.
         Each plausible mode (``MODE_MIN_PROBABILITY``, from ``classes["mode"]`` or, without
         it, ``PREDICTED_MODE_PROBABILITY`` for the predicted mode) gets the drive whose
@@ -229,7 +229,7 @@ class Distortion(Effect):
                    - math.log(entry[2]))[0]
 
     def _plausible_modes(self, predicted_mode: float,
-                         classes: Mapping[str, Sequence[tuple[float, float]]] | None) -> list[tuple[float, float]]:
+                         classes: KnobClasses | None) -> list[tuple[float, float]]:
         """(mode knob, probability) of every mode worth fitting, the most probable first."""
         spec = self.param("mode")
         ranked = list((classes or {}).get("mode") or ())

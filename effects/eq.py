@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pedalboard
 
-from serumrnn.core.interfaces import Effect
+from serumrnn.core.interfaces import Effect, KnobClasses
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.spectrum_fit import (
     FIT_FFT,
@@ -116,7 +116,7 @@ class HighBandEQ(Effect):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` with the bell whose response best turns ``before``'s average
         spectrum into ``after``'s (levels aside), weighed against its distance from the
         predicted knobs (``KNOB_PRIOR_SPREAD``): a boost or cut shows where and how wide it

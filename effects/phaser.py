@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pedalboard
 
-from serumrnn.core.interfaces import Effect
+from serumrnn.core.interfaces import Effect, KnobClasses
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.spectrum_fit import log_band_membership, most_plausible, pool_bands
 
@@ -261,7 +261,7 @@ class Phaser(Effect):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` with the rate of the LFO whose sweep best explains the change
         (``sweep_misfit``, weighed against the distance from the predicted knobs), then the
         depth, and the rate refined, by rendering (``_fitted_depth``): a model reads the rate

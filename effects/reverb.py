@@ -5,12 +5,12 @@ The tail is cut at the input's length, as for every effect of the rack.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pedalboard
 
-from serumrnn.core.interfaces import Effect
+from serumrnn.core.interfaces import Effect, KnobClasses
 from serumrnn.core.params import ParamSpec
 from serumrnn.effects.filters import butterworth_sos, sos_response, sosfilt
 from serumrnn.effects.spectrum_fit import (
@@ -97,7 +97,7 @@ class HallReverb(Effect):
 
     def measured_knobs(self, before: np.ndarray, after: np.ndarray, sample_rate: int,
                        predicted: Mapping[str, float],
-                       classes: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> dict[str, float]:
+                       classes: KnobClasses | None = None) -> dict[str, float]:
         """``predicted`` with the mix and cuts whose reverb of ``before`` has the power over
         time and frequency closest to ``after``'s (each band's level aside), weighed against
         their distance from the predicted knobs (``KNOB_PRIOR_SPREAD``): how fast the tail
